@@ -1,0 +1,122 @@
+"""Every ``COLLECTFAST_*`` setting, read when used, typed and validated here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
+
+DEFAULT_THREADS = 10
+MANIFEST_MODES = ("verified", "trusting")
+
+
+@dataclass(frozen=True)
+class _Setting:
+    name: str
+    default: Any
+    types: tuple[type, ...]
+    describe: str
+    valid: Callable[[Any], bool] = lambda value: True
+
+
+def _non_negative(value: Any) -> bool:
+    return isinstance(value, bool) or value >= 0
+
+
+def _non_empty(value: Any) -> bool:
+    return bool(value)
+
+
+SETTINGS: dict[str, _Setting] = {
+    s.name: s
+    for s in (
+        _Setting("COLLECTFAST_ENABLED", True, (bool,), "True or False"),
+        _Setting("COLLECTFAST_DEBUG", False, (bool,), "True or False"),
+        _Setting("COLLECTFAST_STRATEGY", None, (str, type(None)), "a dotted path to a Strategy class, or None"),
+        _Setting("COLLECTFAST_CACHE", "default", (str,), "the alias of a cache in CACHES", _non_empty),
+        _Setting("COLLECTFAST_CACHE_KEY_PREFIX", "collectfast06_asset_", (str,), "a string"),
+        # Collectfast 2.2.0 took False for "no threads"; bool is an int, so it still validates.
+        _Setting("COLLECTFAST_THREADS", DEFAULT_THREADS, (int,), "a whole number >= 0", _non_negative),
+        _Setting("COLLECTFAST_RETRIES", 2, (int,), "a whole number >= 0", _non_negative),
+        _Setting(
+            "COLLECTFAST_MANIFEST",
+            "collectfast-manifest.json",
+            (str,),
+            "a key relative to the storage's location",
+            _non_empty,
+        ),
+        _Setting(
+            "COLLECTFAST_MANIFEST_MODE",
+            "verified",
+            (str,),
+            " or ".join(repr(m) for m in MANIFEST_MODES),
+            lambda value: value in MANIFEST_MODES,
+        ),
+    )
+}
+
+
+def setting_error(name: str) -> str | None:
+    """Describe what is wrong with one setting's value, or None if it is fine."""
+    spec = SETTINGS[name]
+    value = getattr(django_settings, name, spec.default)
+    if not isinstance(value, spec.types) or not spec.valid(value):
+        return f"{name} must be {spec.describe}, not {value!r}."
+    return None
+
+
+def _get(name: str) -> Any:
+    error = setting_error(name)
+    if error:
+        raise ImproperlyConfigured(error)
+    return getattr(django_settings, name, SETTINGS[name].default)
+
+
+class Settings:
+    """Read a setting each time it is asked for, so ``override_settings`` just works."""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(_get("COLLECTFAST_ENABLED"))
+
+    @property
+    def debug(self) -> bool:
+        return bool(_get("COLLECTFAST_DEBUG"))
+
+    @property
+    def strategy(self) -> str | None:
+        value: str | None = _get("COLLECTFAST_STRATEGY")
+        return value
+
+    @property
+    def cache(self) -> str:
+        return str(_get("COLLECTFAST_CACHE"))
+
+    @property
+    def cache_key_prefix(self) -> str:
+        return str(_get("COLLECTFAST_CACHE_KEY_PREFIX"))
+
+    @property
+    def threads(self) -> int:
+        value = _get("COLLECTFAST_THREADS")
+        if value is True:
+            return DEFAULT_THREADS
+        return int(value)
+
+    @property
+    def retries(self) -> int:
+        return int(_get("COLLECTFAST_RETRIES"))
+
+    @property
+    def manifest(self) -> str:
+        return str(_get("COLLECTFAST_MANIFEST"))
+
+    @property
+    def manifest_mode(self) -> str:
+        return str(_get("COLLECTFAST_MANIFEST_MODE"))
+
+
+settings = Settings()

@@ -1,0 +1,233 @@
+"""``collectstatic`` that lets a strategy decide which files to upload, and uploads them in a pool."""
+
+from __future__ import annotations
+
+import copy
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib.staticfiles.management.commands import collectstatic
+from django.core.exceptions import ImproperlyConfigured
+from django.core.files.storage import Storage
+from django.core.management.base import CommandError, CommandParser
+
+from collectfast import counting
+from collectfast.conf import settings
+from collectfast.pool import Outcome, WorkerPool
+from collectfast.strategies import Strategy, guess_strategy, load_strategy
+
+Task = tuple[str, str, Storage]
+
+
+class _DrainBeforePostProcess:
+    """The destination storage, but ``post_process`` first waits for every queued upload.
+
+    Django's ``collect()`` starts post-processing straight after its finder loop;
+    hashed files must not be written before the originals are in place.
+    """
+
+    def __init__(self, storage: Storage, drain: Callable[[], None]) -> None:
+        self._storage = storage
+        self._drain = drain
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._storage, name)
+        if name != "post_process":
+            return attribute
+
+        def post_process(*args: Any, **kwargs: Any) -> Any:
+            self._drain()
+            return attribute(*args, **kwargs)
+
+        return post_process
+
+
+class Command(collectstatic.Command):
+    help = collectstatic.Command.help + " Uploads only changed files, in parallel (collectfast)."
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.collectfast_enabled = False
+        self.strategy: Strategy[Any] | None = None
+        self.tasks: list[Task] = []
+        self.requests = counting.RequestCounter()
+        self.counting_requests = False
+        self._drained = False
+        self._destination: Storage = self.storage
+        self._local = threading.local()
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument(
+            "--disable-collectfast",
+            action="store_true",
+            dest="disable_collectfast",
+            default=False,
+            help="Run Django's stock collectstatic, without collectfast.",
+        )
+
+    def set_options(self, **options: Any) -> None:
+        super().set_options(**options)
+        self.collectfast_enabled = settings.enabled and not options.get("disable_collectfast", False)
+        self.tasks = []
+        self._drained = False
+        if self.collectfast_enabled:
+            self.strategy = self.load_strategy()
+            self.collectfast_enabled = self.strategy is not None
+
+    def load_strategy(self) -> Strategy[Any] | None:
+        path = settings.strategy
+        if path is None:
+            path = guess_strategy(self.storage)
+        if path is None:
+            storage_class = type(self.storage)
+            self.stderr.write(
+                f"collectfast: no built-in strategy fits {storage_class.__module__}.{storage_class.__qualname__}, "
+                "so Django's stock collectstatic runs. Set COLLECTFAST_STRATEGY to a "
+                "collectfast.strategies.Strategy subclass written for this storage."
+            )
+            return None
+        try:
+            strategy_class = load_strategy(path)
+        except ImproperlyConfigured as error:
+            raise CommandError(str(error)) from error
+        if not strategy_class.fits(self.storage):
+            raise CommandError(
+                f"COLLECTFAST_STRATEGY {path!r} does not work with the configured storage "
+                f"{type(self.storage).__qualname__}. Pick the strategy for that storage, or unset "
+                "COLLECTFAST_STRATEGY to let collectfast choose."
+            )
+        return strategy_class(self.storage)
+
+    def collect(self) -> dict[str, list[str]]:
+        if not self.collectfast_enabled:
+            return super().collect()
+        assert self.strategy is not None
+        counting.activate(self.requests)
+        self.counting_requests = counting.instrument_storage(self.storage)
+        self._destination = self.storage
+        self.storage = _DrainBeforePostProcess(self.storage, self.drain)  # type: ignore[assignment]
+        succeeded = False
+        try:
+            collected: dict[str, list[str]] = super().collect()
+            self.drain()
+            succeeded = True
+        finally:
+            self.storage = self._destination
+            try:
+                self.strategy.finish(succeeded=succeeded, dry_run=self.dry_run)
+            finally:
+                counting.activate(None)
+        collected["modified"] = self.copied_files + self.symlinked_files
+        return collected
+
+    def handle(self, **options: Any) -> str | None:
+        summary: str | None = super().handle(**options)
+        if summary and self.collectfast_enabled:
+            extra = self.strategy.requests_summary() if self.strategy else None
+            if self.counting_requests:
+                summary += " " + self.requests.summary()
+            if extra:
+                summary += " " + extra
+        return summary
+
+    def clear_dir(self, path: str) -> None:
+        deleted = (
+            self.strategy.clear_remote(dry_run=self.dry_run) if self.collectfast_enabled and self.strategy else None
+        )
+        if deleted is None:
+            return super().clear_dir(path)
+        verb = "Pretending to delete" if self.dry_run else "Deleting"
+        # Django 6.0 started recording deletions and moved their messages to level 2.
+        recorded = getattr(self, "deleted_files", None)
+        for name in deleted:
+            self.log(f"{verb} '{name}'", level=1 if recorded is None else 2)
+        if recorded is not None:
+            recorded.extend(deleted)
+        return None
+
+    def copy_file(self, path: str, prefixed_path: str, source_storage: Storage) -> None:
+        if not self.collectfast_enabled:
+            return super().copy_file(path, prefixed_path, source_storage)
+        # Decided and uploaded together once the finder loop is over: see drain().
+        self.tasks.append((path, prefixed_path, source_storage))
+        return None
+
+    def drain(self) -> None:
+        """Decide and upload every queued file; raise naming each file that failed."""
+        if self._drained:
+            return
+        self._drained = True
+        assert self.strategy is not None
+        self.strategy.start([task[1] for task in self.tasks], dry_run=self.dry_run, cleared=self.clear)
+        pool = WorkerPool(settings.threads, retries=settings.retries)
+        failures: list[Outcome[Task, bool]] = []
+        for outcome in pool.run(self.tasks, self.process_task):
+            if outcome.error is not None:
+                failures.append(outcome)
+            else:
+                self.record(outcome.task, copied=bool(outcome.result))
+        self.tasks = []
+        if failures:
+            raise CommandError(self.describe_failures(failures))
+
+    def process_task(self, task: Task) -> bool:
+        """Runs in a worker: decide, then upload with this thread's own storage client."""
+        path, prefixed_path, source_storage = task
+        assert self.strategy is not None
+        self.strategy.pre_should_copy_hook()
+        if not self.strategy.should_copy_file(path, prefixed_path, source_storage):
+            return False
+        if not self.dry_run:
+            self.strategy.copy_file(path, prefixed_path, source_storage, self.worker_storage())
+        return True
+
+    def worker_storage(self) -> Storage:
+        # boto3 resources and sessions are not thread-safe: each thread gets its own copy
+        # (django-storages' S3Storage drops its connections when copied).
+        storage: Storage | None = getattr(self._local, "storage", None)
+        if storage is None:
+            storage = copy.copy(self._destination)
+            counting.instrument_storage(storage)
+            self._local.storage = storage
+        return storage
+
+    def record(self, task: Task, *, copied: bool) -> None:
+        path, prefixed_path, source_storage = task
+        assert self.strategy is not None
+        if not copied:
+            self.unmodified_files.append(prefixed_path)
+            self.log(f"Skipping '{path}' (not modified)", level=2)
+            self.strategy.on_skip_hook(path, prefixed_path, source_storage)
+            return
+        self.copied_files.append(prefixed_path)
+        if self.dry_run:
+            self.log(f"Pretending to copy '{self.source_path(path, source_storage)}'", level=1)
+        else:
+            self.log(f"Copying '{self.source_path(path, source_storage)}'", level=2)
+            self.strategy.post_copy_hook(path, prefixed_path, source_storage)
+
+    @staticmethod
+    def source_path(path: str, source_storage: Storage) -> str:
+        try:
+            return source_storage.path(path)
+        except NotImplementedError:
+            return path
+
+    def describe_failures(self, failures: list[Outcome[Task, bool]]) -> str:
+        total = len(failures) + len(self.copied_files) + len(self.unmodified_files)
+        lines = [f"collectfast could not upload {len(failures)} of {total} files:"]
+        for outcome in sorted(failures, key=lambda o: o.task[1]):
+            error = outcome.error
+            assert error is not None
+            lines.append(f"  {outcome.task[1]}: {type(error).__name__}: {error}")
+            if settings.debug:
+                lines.extend("    " + line for line in "".join(traceback.format_exception(error)).splitlines())
+        lines.append(
+            "The other files were uploaded and post-processing did not run. Fix the cause and run "
+            "collectstatic again; files already in place are skipped."
+            + ("" if settings.debug else " Set COLLECTFAST_DEBUG = True for tracebacks.")
+        )
+        return "\n".join(lines)

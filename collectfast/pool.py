@@ -1,0 +1,92 @@
+"""Run per-file work in a bounded pool of threads, retrying transient remote errors."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_TRANSIENT_CODES = {
+    "InternalError",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "ServiceUnavailable",
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+}
+
+
+def is_transient(error: BaseException) -> bool:
+    """Throttling, 5xx and dropped connections are worth another try; anything else is not."""
+    if isinstance(error, ClientError):
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return status >= 500 or status == 429 or error.response.get("Error", {}).get("Code") in _TRANSIENT_CODES
+    return isinstance(error, (ConnectionError, HTTPClientError))
+
+
+@dataclass
+class Outcome(Generic[T, R]):
+    task: T
+    result: R | None = None
+    error: Exception | None = None
+
+
+class WorkerPool:
+    """``threads`` <= 1 runs the work inline; more runs it on that many threads.
+
+    At most ``threads * 4`` tasks are in flight, so memory does not grow with
+    the number of files, and results come back to the caller's thread.
+    """
+
+    def __init__(self, threads: int, retries: int = 2, backoff: float = 0.5) -> None:
+        self.threads = threads
+        self.retries = retries
+        self.backoff = backoff
+
+    def attempt(self, work: Callable[[T], R], task: T) -> Outcome[T, R]:
+        for attempt in range(self.retries + 1):
+            try:
+                return Outcome(task, result=work(task))
+            except Exception as error:
+                if attempt == self.retries or not is_transient(error):
+                    return Outcome(task, error=error)
+                time.sleep(self.backoff * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def run(self, tasks: Iterable[T], work: Callable[[T], R]) -> Iterator[Outcome[T, R]]:
+        if self.threads <= 1:
+            for task in tasks:
+                yield self.attempt(work, task)
+            return
+        window = self.threads * 4
+        with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="collectfast") as executor:
+            pending: set[Future[Outcome[T, R]]] = set()
+            try:
+                for task in tasks:
+                    if len(pending) >= window:
+                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        yield from (future.result() for future in done)
+                    pending.add(executor.submit(self.attempt, work, task))
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    yield from (future.result() for future in done)
+            except GeneratorExit:
+                for future in pending:
+                    future.cancel()
+                raise
+            except BaseException:
+                # Interrupted (Ctrl-C): start nothing new, but report what finished.
+                for future in pending:
+                    future.cancel()
+                executor.shutdown(wait=True)
+                yield from (f.result() for f in pending if f.done() and not f.cancelled())
+                raise

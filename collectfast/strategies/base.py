@@ -1,0 +1,161 @@
+"""The strategy API: an object that decides, per file, whether to upload it."""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import logging
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any, ClassVar, Generic, TypeVar
+
+from django.core.cache import caches
+from django.core.files.storage import Storage
+
+from collectfast.conf import settings
+from collectfast.hashing import file_md5
+
+logger = logging.getLogger(__name__)
+
+_RemoteStorage = TypeVar("_RemoteStorage", bound=Storage)
+
+
+def storage_identity(storage: Storage) -> str:
+    """Tell storages apart: two sites sharing a cache must never read each other's checksums."""
+    parts = [
+        f"{type(storage).__module__}.{type(storage).__qualname__}",
+        str(getattr(storage, "endpoint_url", None) or ""),
+        str(getattr(storage, "bucket_name", None) or ""),
+        str(getattr(storage, "location", None) or ""),
+    ]
+    return "|".join(parts)
+
+
+class Strategy(abc.ABC, Generic[_RemoteStorage]):
+    """Decides whether each collected file must be copied to the remote storage.
+
+    The command calls, in order: :meth:`start` once with every destination path,
+    then for each file :meth:`pre_should_copy_hook` and :meth:`should_copy_file`
+    (in worker threads when ``COLLECTFAST_THREADS`` > 1), :meth:`copy_file` for
+    the files to copy (in worker threads), :meth:`post_copy_hook` or
+    :meth:`on_skip_hook` (main thread), and :meth:`finish` once at the end, also
+    when the run fails.
+    """
+
+    #: Exceptions the storage raises when deleting a file that does not exist.
+    delete_not_found_exception: ClassVar[tuple[type[Exception], ...]] = ()
+    #: Whether the strategy keeps remote checksums in ``COLLECTFAST_CACHE``.
+    uses_cache: ClassVar[bool] = False
+    #: Whether it still works well when that cache forgets everything between runs.
+    cache_optional: ClassVar[bool] = True
+
+    def __init__(self, remote_storage: _RemoteStorage) -> None:
+        self.remote_storage = remote_storage
+
+    @classmethod
+    def fits(cls, storage: Storage) -> bool:
+        """Whether this strategy understands ``storage``; used for the default and system checks."""
+        return True
+
+    @abc.abstractmethod
+    def should_copy_file(self, path: str, prefixed_path: str, local_storage: Storage) -> bool:
+        """Return True if the local file at ``path`` must be copied to ``prefixed_path``."""
+
+    def start(self, prefixed_paths: Sequence[str], *, dry_run: bool = False, cleared: bool = False) -> None:
+        """Called once, before any decision, with every destination path of the run."""
+
+    def clear_remote(self, *, dry_run: bool = False) -> list[str] | None:
+        """Delete everything under the storage's location for ``--clear``; return the deleted paths.
+
+        None (the default) lets Django's ``clear_dir`` do it, one request per file.
+        """
+        return None
+
+    def pre_should_copy_hook(self) -> None:
+        """Called before each call to :meth:`should_copy_file`."""
+
+    def copy_file(self, path: str, prefixed_path: str, local_storage: Storage, remote_storage: Storage) -> None:
+        """Upload one file. ``remote_storage`` is the calling worker's own copy of the storage."""
+        with local_storage.open(path) as source_file:
+            remote_storage.save(prefixed_path, source_file)
+
+    def post_copy_hook(self, path: str, prefixed_path: str, local_storage: Storage) -> None:
+        """Called after a file was copied successfully."""
+
+    def on_skip_hook(self, path: str, prefixed_path: str, local_storage: Storage) -> None:
+        """Called when a file copy is skipped."""
+
+    def finish(self, *, succeeded: bool, dry_run: bool = False) -> None:
+        """Called once after the last upload, also when the run failed or was interrupted."""
+
+    def requests_summary(self) -> str | None:
+        """Anything the strategy wants added to the command's summary line."""
+        return None
+
+
+class HashStrategy(Strategy[_RemoteStorage], abc.ABC):
+    """Copy a file when its local md5 differs from the remote one (Collectfast 2.2.0 API)."""
+
+    def should_copy_file(self, path: str, prefixed_path: str, local_storage: Storage) -> bool:
+        local_hash = self.get_local_file_hash(path, local_storage)
+        remote_hash = self.get_remote_file_hash(prefixed_path)
+        return local_hash != remote_hash
+
+    def get_local_file_hash(self, path: str, local_storage: Storage) -> str:
+        return file_md5(local_storage, path)
+
+    @abc.abstractmethod
+    def get_remote_file_hash(self, prefixed_path: str) -> str | None:
+        """The md5 of the remote file, or None when it does not exist."""
+
+
+class CachingHashStrategy(HashStrategy[_RemoteStorage], abc.ABC):
+    """A HashStrategy that keeps remote hashes in ``COLLECTFAST_CACHE``."""
+
+    uses_cache = True
+    cache_optional = False
+
+    def __init__(self, remote_storage: _RemoteStorage) -> None:
+        super().__init__(remote_storage)
+        self._identity = storage_identity(remote_storage)
+        self._invalidated: set[str] = set()
+
+    @property
+    def cache(self) -> Any:
+        # Django hands each thread its own cache connection: look it up on every use.
+        return caches[settings.cache]
+
+    @lru_cache(maxsize=None)  # noqa: B019 - one strategy per run
+    def get_cache_key(self, prefixed_path: str) -> str:
+        digest = hashlib.md5(f"{self._identity}\0{prefixed_path}".encode(), usedforsecurity=False).hexdigest()
+        return settings.cache_key_prefix + digest
+
+    def invalidate_cached_hash(self, prefixed_path: str) -> None:
+        self.cache.delete(self.get_cache_key(prefixed_path))
+
+    def start(self, prefixed_paths: Sequence[str], *, dry_run: bool = False, cleared: bool = False) -> None:
+        if cleared and not dry_run:
+            self.cache.delete_many([self.get_cache_key(p) for p in prefixed_paths])
+
+    def should_copy_file(self, path: str, prefixed_path: str, local_storage: Storage) -> bool:
+        local_hash = self.get_local_file_hash(path, local_storage)
+        remote_hash = self.get_cached_remote_file_hash(prefixed_path)
+        return local_hash != remote_hash
+
+    def post_copy_hook(self, path: str, prefixed_path: str, local_storage: Storage) -> None:
+        # The new remote hash is learned on the next run; never trust a guess.
+        self._invalidated.add(self.get_cache_key(prefixed_path))
+
+    def finish(self, *, succeeded: bool, dry_run: bool = False) -> None:
+        if self._invalidated:
+            self.cache.delete_many(sorted(self._invalidated))
+            self._invalidated.clear()
+
+    def get_cached_remote_file_hash(self, prefixed_path: str) -> str | None:
+        cache_key = self.get_cache_key(prefixed_path)
+        hash_: str | None | bool = self.cache.get(cache_key, False)
+        if hash_ is False:
+            hash_ = self.get_remote_file_hash(prefixed_path)
+            if hash_ is not None:
+                self.cache.set(cache_key, hash_)
+        return hash_ if isinstance(hash_, str) else None

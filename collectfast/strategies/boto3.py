@@ -1,0 +1,161 @@
+"""The strategy for django-storages' ``S3Storage``: compare local checksums with listed ETags."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import IO, Any, cast
+
+from botocore.exceptions import BotoCoreError, ClientError
+from django.core.files.storage import Storage
+from django.core.management.base import CommandError
+from s3transfer.utils import ChunksizeAdjuster
+from storages.backends.s3 import S3Storage
+from storages.utils import clean_name
+
+from collectfast.hashing import Fingerprint, stream_fingerprint
+from collectfast.strategies.base import CachingHashStrategy
+
+_PLAIN_MD5 = re.compile(r"^[0-9a-f]{32}$")
+
+
+def s3_error_message(storage: S3Storage, action: str, error: Exception) -> str:
+    """Explain a failed request against the bucket, naming the cause and the fix."""
+    bucket = storage.bucket_name
+    where = storage.endpoint_url or "AWS S3"
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "")
+        if code == "NoSuchBucket":
+            return (
+                f"The bucket {bucket!r} does not exist at {where}. Create it, or set the "
+                "bucket_name OPTION of STORAGES['staticfiles'] (AWS_STORAGE_BUCKET_NAME) to an existing bucket."
+            )
+        if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
+            return (
+                f"{action} in bucket {bucket!r} at {where} was refused ({code}). Check the credentials, "
+                "and that they allow s3:ListBucket, s3:GetObject and s3:PutObject on the bucket."
+            )
+    return f"{action} in bucket {bucket!r} at {where} failed: {error}"
+
+
+class Boto3Strategy(CachingHashStrategy[S3Storage]):
+    """Learn remote ETags and sizes in bulk (one LIST per 1,000 keys) and upload what differs.
+
+    A file is skipped only when the ETag and size S3 would give an upload of its
+    bytes (gzipped as django-storages would, split into parts as its transfer
+    configuration would) equal the listed ones. Listings may be kept in
+    ``COLLECTFAST_CACHE`` so that a warm redeploy makes no request at all.
+    """
+
+    delete_not_found_exception = (ClientError,)
+    # A cache miss costs one LIST per 1,000 files, not one request per file.
+    cache_optional = True
+
+    def __init__(self, remote_storage: S3Storage) -> None:
+        super().__init__(remote_storage)
+        self._remote: dict[str, tuple[str, int]] = {}
+        self.listed_keys = 0
+
+    @classmethod
+    def fits(cls, storage: Storage) -> bool:
+        return isinstance(storage, S3Storage)
+
+    def remote_key(self, prefixed_path: str) -> str:
+        return cast(str, self.remote_storage._normalize_name(clean_name(prefixed_path)))
+
+    def start(self, prefixed_paths: Sequence[str], *, dry_run: bool = False, cleared: bool = False) -> None:
+        if cleared and not dry_run:
+            self._remote = {}  # clear_remote() just emptied the location
+            return
+        cache_keys = {path: self.get_cache_key(path) for path in prefixed_paths}
+        if not cleared and cache_keys:
+            cached = self.cache.get_many(list(cache_keys.values()))
+            if len(cached) == len(cache_keys):
+                for path, cache_key in cache_keys.items():
+                    etag, _, size = str(cached[cache_key]).rpartition("|")
+                    self._remote[self.remote_key(path)] = (etag, int(size))
+                return
+        self._remote = self.list_remote()
+        if dry_run:
+            return
+        known = {}
+        for path, cache_key in cache_keys.items():
+            entry = self._remote.get(self.remote_key(path))
+            if entry is not None:
+                known[cache_key] = f"{entry[0]}|{entry[1]}"
+        self.cache.set_many(known)
+
+    @property
+    def prefix(self) -> str:
+        location = str(self.remote_storage.location).strip("/")
+        return f"{location}/" if location else ""
+
+    def clear_remote(self, *, dry_run: bool = False) -> list[str] | None:
+        keys = sorted(self.list_remote())
+        if not dry_run:
+            storage = self.remote_storage
+            client = storage.connection.meta.client
+            try:
+                for start in range(0, len(keys), 1000):
+                    batch = [{"Key": key} for key in keys[start : start + 1000]]
+                    response = client.delete_objects(Bucket=storage.bucket_name, Delete={"Objects": batch})
+                    if response.get("Errors"):
+                        first = response["Errors"][0]
+                        raise CommandError(
+                            f"Deleting {first['Key']!r} for --clear failed: {first.get('Code')} {first.get('Message')}"
+                        )
+            except (ClientError, BotoCoreError) as error:
+                raise CommandError(s3_error_message(storage, "Deleting objects for --clear", error)) from error
+        return [key.removeprefix(self.prefix) for key in keys]
+
+    def list_remote(self) -> dict[str, tuple[str, int]]:
+        """ETag and size of every object under the storage's location, 1,000 per request."""
+        storage = self.remote_storage
+        prefix = self.prefix
+        client = storage.connection.meta.client
+        remote: dict[str, tuple[str, int]] = {}
+        try:
+            pages = client.get_paginator("list_objects_v2").paginate(Bucket=storage.bucket_name, Prefix=prefix)
+            for page in pages:
+                for obj in page.get("Contents", ()):
+                    remote[obj["Key"]] = (obj["ETag"].strip('"'), int(obj["Size"]))
+        except (ClientError, BotoCoreError) as error:
+            raise CommandError(s3_error_message(storage, "Listing the objects", error)) from error
+        self.listed_keys = len(remote)
+        return remote
+
+    def get_remote_file_hash(self, prefixed_path: str) -> str | None:
+        entry = self._remote.get(self.remote_key(prefixed_path))
+        if entry is None or not _PLAIN_MD5.match(entry[0]):
+            return None
+        return entry[0]
+
+    def should_copy_file(self, path: str, prefixed_path: str, local_storage: Storage) -> bool:
+        key = self.remote_key(prefixed_path)
+        remote = self._remote.get(key)
+        if remote is None:
+            return True
+        params = self.remote_storage._get_write_parameters(key)
+        if params.get("SSECustomerKey") or str(params.get("ServerSideEncryption", "")).startswith("aws:kms"):
+            # KMS and customer-key ETags are not md5s: nothing can prove the file unchanged.
+            return True
+        local = self.local_fingerprint(path, local_storage, params)
+        return (local.etag, local.size) != remote
+
+    def local_fingerprint(self, path: str, local_storage: Storage, params: dict[str, Any]) -> Fingerprint:
+        """The ETag and size S3 reports after django-storages uploads this local file."""
+        storage = self.remote_storage
+        config = storage.transfer_config
+        gzipped = (
+            storage.gzip and params["ContentType"] in storage.gzip_content_types and "ContentEncoding" not in params
+        )
+        adjuster = ChunksizeAdjuster()
+        with local_storage.open(path, "rb") as source:
+            if gzipped:
+                # The same compressor django-storages uploads with, so the bytes are identical.
+                stream: IO[bytes] = storage._compress_content(source)
+                part_size = adjuster.adjust_chunksize(config.multipart_chunksize)
+            else:
+                stream = source
+                part_size = adjuster.adjust_chunksize(config.multipart_chunksize, local_storage.size(path))
+            return stream_fingerprint(stream, config.multipart_threshold, part_size)
