@@ -159,9 +159,5 @@ def _check_cache(strategy: type[Strategy[Any]]) -> list[CheckMessage]:
 
 
 def _count_static_files() -> int:
-    ignore = (
-        list(apps.get_app_config("staticfiles").ignore_patterns)
-        if apps.is_installed("django.contrib.staticfiles")
-        else []
-    )
-    return sum(1 for finder in get_finders() for _ in finder.list(ignore))
+    config: Any = apps.get_app_config("staticfiles")
+    return sum(1 for finder in get_finders() for _ in finder.list(list(config.ignore_patterns)))

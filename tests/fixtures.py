@@ -53,9 +53,9 @@ class Bucket:
 
     def objects(self, prefix: str = "") -> dict[str, bytes]:
         """Every object's bytes (reads them: call after taking request counts)."""
-        return {key: self.client.get_object(Bucket=self.name, Key=key)["Body"].read() for key in self.keys(prefix)}
+        return {key: self.client.get_object(Bucket=self.name, Key=key)["Body"].read() for key in self.list_keys(prefix)}
 
-    def keys(self, prefix: str = "") -> list[str]:
+    def list_keys(self, prefix: str = "") -> list[str]:
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name, Prefix=prefix)
         return sorted(obj["Key"] for page in pages for obj in page.get("Contents", ()))
 

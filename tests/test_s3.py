@@ -191,8 +191,8 @@ def test_a_failing_upload_fails_the_command_and_names_the_file(s3_settings, buck
     message = str(error.value)
     assert "could not upload 1 of 5 files" in message
     assert "js/app.js: AccessDenied: An error occurred (AccessDenied)" in message
-    assert "js/app.js" not in bucket.keys()
-    assert len(bucket.keys()) == 4
+    assert "js/app.js" not in bucket.list_keys()
+    assert len(bucket.list_keys()) == 4
 
 
 def test_transient_errors_are_retried(s3_settings, bucket: Bucket, static_tree: StaticTree):

@@ -25,7 +25,7 @@ def load_strategy(path: str) -> type[Strategy[Storage]]:
         raise ImproperlyConfigured(
             f"COLLECTFAST_STRATEGY {path!r} is not a subclass of collectfast.strategies.Strategy."
         )
-    return strategy  # type: ignore[no-any-return]
+    return strategy
 
 
 def guess_strategy(storage: Storage) -> str | None:

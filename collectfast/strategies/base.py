@@ -6,7 +6,6 @@ import abc
 import hashlib
 import logging
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any, ClassVar, Generic, TypeVar
 
 from django.core.cache import caches
@@ -125,7 +124,6 @@ class CachingHashStrategy(HashStrategy[_RemoteStorage], abc.ABC):
         # Django hands each thread its own cache connection: look it up on every use.
         return caches[settings.cache]
 
-    @lru_cache(maxsize=None)  # noqa: B019 - one strategy per run
     def get_cache_key(self, prefixed_path: str) -> str:
         digest = hashlib.md5(f"{self._identity}\0{prefixed_path}".encode(), usedforsecurity=False).hexdigest()
         return settings.cache_key_prefix + digest

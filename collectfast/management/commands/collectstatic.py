@@ -108,7 +108,7 @@ class Command(collectstatic.Command):
         counting.activate(self.requests)
         self.counting_requests = counting.instrument_storage(self.storage)
         self._destination = self.storage
-        self.storage = _DrainBeforePostProcess(self.storage, self.drain)  # type: ignore[assignment]
+        self.storage = _DrainBeforePostProcess(self.storage, self.drain)
         succeeded = False
         try:
             collected: dict[str, list[str]] = super().collect()
