@@ -70,7 +70,7 @@ def _check_strategy() -> tuple[type[Strategy[Any]] | None, list[CheckMessage]]:
     from django.contrib.staticfiles.storage import staticfiles_storage
 
     path = settings.strategy
-    storage_class = type(staticfiles_storage)
+    storage_class = staticfiles_storage.__class__
     storage_name = f"{storage_class.__module__}.{storage_class.__qualname__}"
     if path is None:
         path = guess_strategy(staticfiles_storage)

@@ -57,6 +57,8 @@ class Command(collectstatic.Command):
         self._drained = False
         self._destination: Storage = self.storage
         self._local = threading.local()
+        self.pool = WorkerPool(threads=1)
+        self.debug = False
 
     def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)
@@ -70,33 +72,35 @@ class Command(collectstatic.Command):
 
     def set_options(self, **options: Any) -> None:
         super().set_options(**options)
-        self.collectfast_enabled = settings.enabled and not options.get("disable_collectfast", False)
         self.tasks = []
         self._drained = False
-        if self.collectfast_enabled:
-            self.strategy = self.load_strategy()
-            self.collectfast_enabled = self.strategy is not None
+        try:
+            self.collectfast_enabled = settings.enabled and not options.get("disable_collectfast", False)
+            self.pool = WorkerPool(settings.threads, retries=settings.retries)
+            self.debug = settings.debug
+            if self.collectfast_enabled:
+                self.strategy = self.load_strategy()
+                self.collectfast_enabled = self.strategy is not None
+        except ImproperlyConfigured as error:
+            raise CommandError(str(error)) from error
 
     def load_strategy(self) -> Strategy[Any] | None:
         path = settings.strategy
         if path is None:
             path = guess_strategy(self.storage)
         if path is None:
-            storage_class = type(self.storage)
+            storage_class = self.storage.__class__
             self.stderr.write(
                 f"collectfast: no built-in strategy fits {storage_class.__module__}.{storage_class.__qualname__}, "
                 "so Django's stock collectstatic runs. Set COLLECTFAST_STRATEGY to a "
                 "collectfast.strategies.Strategy subclass written for this storage."
             )
             return None
-        try:
-            strategy_class = load_strategy(path)
-        except ImproperlyConfigured as error:
-            raise CommandError(str(error)) from error
+        strategy_class = load_strategy(path)
         if not strategy_class.fits(self.storage):
             raise CommandError(
                 f"COLLECTFAST_STRATEGY {path!r} does not work with the configured storage "
-                f"{type(self.storage).__qualname__}. Pick the strategy for that storage, or unset "
+                f"{self.storage.__class__.__qualname__}. Pick the strategy for that storage, or unset "
                 "COLLECTFAST_STRATEGY to let collectfast choose."
             )
         return strategy_class(self.storage)
@@ -162,9 +166,8 @@ class Command(collectstatic.Command):
         self._drained = True
         assert self.strategy is not None
         self.strategy.start([task[1] for task in self.tasks], dry_run=self.dry_run, cleared=self.clear)
-        pool = WorkerPool(settings.threads, retries=settings.retries)
         failures: list[Outcome[Task, bool]] = []
-        for outcome in pool.run(self.tasks, self.process_task):
+        for outcome in self.pool.run(self.tasks, self.process_task):
             if outcome.error is not None:
                 failures.append(outcome)
             else:
@@ -223,11 +226,11 @@ class Command(collectstatic.Command):
             error = outcome.error
             assert error is not None
             lines.append(f"  {outcome.task[1]}: {type(error).__name__}: {error}")
-            if settings.debug:
+            if self.debug:
                 lines.extend("    " + line for line in "".join(traceback.format_exception(error)).splitlines())
         lines.append(
             "The other files were uploaded and post-processing did not run. Fix the cause and run "
             "collectstatic again; files already in place are skipped."
-            + ("" if settings.debug else " Set COLLECTFAST_DEBUG = True for tracebacks.")
+            + ("" if self.debug else " Set COLLECTFAST_DEBUG = True for tracebacks.")
         )
         return "\n".join(lines)
