@@ -292,3 +292,19 @@ def test_summary_counts_match_the_server(s3_settings, bucket: Bucket, static_tre
     counts = bucket.counts()
     assert counts == {"LIST": 1, "POST": 2, "PUT": 7}
     assert "1 LIST, 7 PUT, 2 POST." in run.stdout
+
+
+def test_changed_files_overwrite_in_place_even_without_file_overwrite(
+    settings, bucket: Bucket, static_tree: StaticTree
+):
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": s3_storage(bucket, file_overwrite=False)}
+    static_tree.write("a.css", "one")
+    collectstatic()
+    static_tree.write("a.css", "two")
+    bucket.server.reset()
+
+    collectstatic()
+
+    # Overwritten in one PUT: no DELETE first, no window where the asset 404s, no renamed copy.
+    assert bucket.counts() == {"LIST": 1, "PUT": 1}
+    assert bucket.objects() == {"a.css": b"two"}

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+
 from django.core.files.storage import FileSystemStorage, Storage
 
 from collectfast.strategies.base import CachingHashStrategy, HashStrategy
@@ -19,6 +23,21 @@ class FileSystemStrategy(HashStrategy[FileSystemStorage]):
             return self.get_local_file_hash(prefixed_path, self.remote_storage)
         except FileNotFoundError:
             return None
+
+    def copy_file(self, path: str, prefixed_path: str, local_storage: Storage, remote_storage: Storage) -> None:
+        if not remote_storage.exists(prefixed_path):
+            return super().copy_file(path, prefixed_path, local_storage, remote_storage)
+        # save() would pick another name; replace atomically so the file is never missing or partial.
+        target = remote_storage.path(prefixed_path)
+        mode = os.stat(target).st_mode & 0o7777
+        with (
+            local_storage.open(path, "rb") as source,
+            tempfile.NamedTemporaryFile(dir=os.path.dirname(target), delete=False) as temporary,
+        ):
+            shutil.copyfileobj(source, temporary)
+        os.chmod(temporary.name, mode)
+        os.replace(temporary.name, target)
+        return None
 
 
 class CachingFileSystemStrategy(CachingHashStrategy[FileSystemStorage], FileSystemStrategy):

@@ -1,0 +1,156 @@
+"""Local destinations, and strategies written against Collectfast 2.2.0's API."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from django.core.cache import caches
+from django.core.files.storage import Storage
+from django.core.management.base import CommandError
+
+from collectfast.strategies.base import CachingHashStrategy, HashStrategy, Strategy
+from tests.fixtures import StaticTree, collectstatic
+
+CALLS: list[tuple[str, str]] = []
+
+
+class RecordingStrategy(Strategy[Storage]):
+    """Written as a Collectfast 2.2.0 user would: only should_copy_file and the old hooks."""
+
+    def should_copy_file(self, path: str, prefixed_path: str, local_storage: Storage) -> bool:
+        CALLS.append(("decide", prefixed_path))
+        return not prefixed_path.startswith("keep/")
+
+    def pre_should_copy_hook(self) -> None:
+        CALLS.append(("pre", ""))
+
+    def on_skip_hook(self, path: str, prefixed_path: str, local_storage: Storage) -> None:
+        CALLS.append(("skip", prefixed_path))
+
+
+class OldHashStrategy(HashStrategy[Storage]):
+    def get_remote_file_hash(self, prefixed_path: str) -> str | None:
+        try:
+            return self.get_local_file_hash(prefixed_path, self.remote_storage)
+        except FileNotFoundError:
+            return None
+
+
+class CountingCachingStrategy(CachingHashStrategy[Storage]):
+    lookups = 0
+
+    def get_remote_file_hash(self, prefixed_path: str) -> str | None:
+        type(self).lookups += 1
+        try:
+            return self.get_local_file_hash(prefixed_path, self.remote_storage)
+        except FileNotFoundError:
+            return None
+
+
+@pytest.fixture
+def static_root(settings, tmp_path: Path) -> Path:
+    root = tmp_path / "static_root"
+    settings.STATIC_ROOT = str(root)
+    return root
+
+
+def tree_files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_filesystem_strategy_is_the_default_and_copies_only_changes(static_root: Path, static_tree: StaticTree):
+    static_tree.write("a.css", "a")
+    static_tree.write("sub dir/ü.js", "b")
+    first = collectstatic()
+    assert "2 static files copied to" in first.stdout
+    assert tree_files(static_root) == static_tree.files()
+
+    # A fresh checkout touches every mtime; stock would copy all, md5s say nothing changed.
+    for path in static_tree.root.rglob("*"):
+        os.utime(path)
+    static_tree.write("a.css", "changed")
+    second = collectstatic(verbosity=2)
+
+    assert "1 static file copied to" in second.stdout and "1 unmodified" in second.stdout
+    assert "Skipping 'sub dir/ü.js' (not modified)" in second.stdout
+    assert tree_files(static_root) == static_tree.files()
+
+
+def test_caching_filesystem_strategy_looks_up_each_file_once(settings, static_root: Path, static_tree: StaticTree):
+    settings.COLLECTFAST_STRATEGY = "tests.test_filesystem.CountingCachingStrategy"
+    caches["default"].clear()
+    static_tree.write("a.css", "a")
+    static_tree.write("b.css", "b")
+    CountingCachingStrategy.lookups = 0
+    collectstatic()
+    assert CountingCachingStrategy.lookups == 2
+    collectstatic()  # the first run's copies invalidated their entries: look up again, then cache
+    collectstatic()
+    assert CountingCachingStrategy.lookups == 4
+    assert tree_files(static_root) == static_tree.files()
+
+
+def test_custom_strategy_from_collectfast_2_keeps_working(settings, static_root: Path, static_tree: StaticTree):
+    settings.COLLECTFAST_STRATEGY = "tests.test_filesystem.RecordingStrategy"
+    settings.COLLECTFAST_THREADS = 1
+    static_tree.write("keep/a.css", "a")
+    static_tree.write("new/b.css", "b")
+    CALLS.clear()
+
+    collectstatic()
+
+    assert sorted(CALLS) == [
+        ("decide", "keep/a.css"),
+        ("decide", "new/b.css"),
+        ("pre", ""),
+        ("pre", ""),
+        ("skip", "keep/a.css"),
+    ]
+    assert CALLS[0] == ("pre", "") and CALLS.index(("decide", "keep/a.css")) < CALLS.index(("skip", "keep/a.css"))
+    assert tree_files(static_root) == {"new/b.css": b"b"}
+
+
+def test_hash_strategy_subclass_from_collectfast_2(settings, static_root: Path, static_tree: StaticTree):
+    settings.COLLECTFAST_STRATEGY = "tests.test_filesystem.OldHashStrategy"
+    static_tree.write("a.css", "a")
+    collectstatic()
+    run = collectstatic()
+    assert "0 static files copied to" in run.stdout and "1 unmodified" in run.stdout
+
+
+def test_a_failing_copy_names_the_file_and_keeps_the_others(static_root: Path, static_tree: StaticTree):
+    static_tree.write("ok.css", "ok")
+    static_tree.write("blocked/x.css", "x")
+    static_root.mkdir()
+    (static_root / "blocked").write_text("a file where a folder should be")
+
+    with pytest.raises(CommandError) as error:
+        collectstatic()
+
+    assert "could not upload 1 of 2 files" in str(error.value)
+    assert "blocked/x.css:" in str(error.value)
+    assert (static_root / "ok.css").read_text() == "ok"
+
+
+def test_debug_adds_tracebacks(settings, static_root: Path, static_tree: StaticTree):
+    settings.COLLECTFAST_DEBUG = True
+    static_tree.write("blocked/x.css", "x")
+    static_root.mkdir()
+    (static_root / "blocked").write_text("not a folder")
+
+    with pytest.raises(CommandError, match="Traceback"):
+        collectstatic()
+
+
+def test_disable_collectfast_on_a_local_destination(static_root: Path, static_tree: StaticTree):
+    static_tree.write("a.css", "a")
+    run = collectstatic("--disable-collectfast")
+    assert run.stdout.strip() == f"1 static file copied to '{static_root}'."
+
+
+def test_link_still_works_locally(static_root: Path, static_tree: StaticTree):
+    static_tree.write("a.css", "a")
+    collectstatic("--link")
+    assert (static_root / "a.css").is_symlink()

@@ -1,0 +1,124 @@
+"""Unit tests of the small parts; the S3 behaviour itself is proven in test_s3.py."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+from collectfast.conf import settings as collectfast_settings
+from collectfast.counting import RequestCounter, request_kind
+from collectfast.hashing import stream_fingerprint
+from collectfast.pool import WorkerPool, is_transient
+from tests.fixtures import Bucket
+
+MIB = 1024 * 1024
+
+
+@pytest.mark.parametrize("size", [0, 1, 5 * MIB, 8 * MIB - 1, 8 * MIB, 8 * MIB + 1, 17 * MIB])
+def test_fingerprint_etag_equals_the_servers(bucket: Bucket, size: int):
+    from boto3.s3.transfer import TransferConfig
+
+    data = os.urandom(size)
+    bucket.client.upload_fileobj(io.BytesIO(data), bucket.name, "k", Config=TransferConfig())
+    fingerprint = stream_fingerprint(io.BytesIO(data), 8 * MIB, 8 * MIB)
+    assert fingerprint.etag == bucket.etag("k")
+    assert fingerprint.size == size
+    assert fingerprint.md5 == hashlib.md5(data).hexdigest()
+
+
+def test_fingerprint_of_a_single_part_upload_is_the_md5():
+    assert stream_fingerprint(io.BytesIO(b"hello"), 8 * MIB, 8 * MIB).etag == hashlib.md5(b"hello").hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "kind"),
+    [
+        ("GET", "http://h/b?list-type=2&prefix=x", "LIST"),
+        ("GET", "http://h/b/key", "GET"),
+        ("HEAD", "http://h/b/key", "HEAD"),
+        ("PUT", "http://h/b/key", "PUT"),
+        ("POST", "http://h/b?delete", "POST"),
+    ],
+)
+def test_request_kind(method, url, kind):
+    assert request_kind(method, url) == kind
+
+
+def test_counter_summary_orders_kinds():
+    counter = RequestCounter()
+    assert counter.summary() == "No remote requests."
+    for kind in ("PUT", "LIST", "PUT", "GET"):
+        counter.add(kind)
+    assert counter.summary() == "1 LIST, 1 GET, 2 PUT."
+
+
+def client_error(status: int, code: str) -> ClientError:
+    return ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject")
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (client_error(503, "SlowDown"), True),
+        (client_error(500, "InternalError"), True),
+        (client_error(400, "RequestTimeout"), True),
+        (client_error(403, "AccessDenied"), False),
+        (client_error(404, "NoSuchBucket"), False),
+        (EndpointConnectionError(endpoint_url="http://x"), True),
+        (PermissionError("no"), False),
+    ],
+)
+def test_is_transient(error, transient):
+    assert is_transient(error) is transient
+
+
+@pytest.mark.parametrize("threads", [0, 1, 3])
+def test_pool_retries_transient_errors_then_reports(threads):
+    attempts: dict[int, int] = {}
+
+    def work(task: int) -> int:
+        attempts[task] = attempts.get(task, 0) + 1
+        if task == 1 and attempts[task] < 3:
+            raise client_error(503, "SlowDown")
+        if task == 2:
+            raise client_error(403, "AccessDenied")
+        if task == 3:
+            raise client_error(500, "InternalError")
+        return task * 10
+
+    pool = WorkerPool(threads, retries=2, backoff=0)
+    outcomes = {o.task: o for o in pool.run(range(5), work)}
+
+    assert {t: o.result for t, o in outcomes.items() if o.error is None} == {0: 0, 1: 10, 4: 40}
+    assert attempts == {0: 1, 1: 3, 2: 1, 3: 3, 4: 1}
+    assert "AccessDenied" in str(outcomes[2].error)
+
+
+def test_pool_keeps_a_bounded_number_of_tasks_in_flight():
+    submitted = []
+
+    def tasks():
+        for i in range(100):
+            submitted.append(i)
+            yield i
+
+    pool = WorkerPool(2, retries=0)
+    results = pool.run(tasks(), lambda task: task)
+    first = next(results)
+    assert len(submitted) <= 2 * 4 + 1
+    assert sorted([first.task] + [o.task for o in results]) == list(range(100))
+
+
+def test_settings_defaults(settings):
+    del settings.COLLECTFAST_THREADS
+    assert collectfast_settings.threads == 10
+    assert collectfast_settings.enabled is True
+    assert collectfast_settings.strategy is None
+    assert collectfast_settings.cache == "default"
+    assert collectfast_settings.manifest == "collectfast-manifest.json"
+    settings.COLLECTFAST_THREADS = True
+    assert collectfast_settings.threads == 10
