@@ -310,3 +310,22 @@ def test_changed_files_overwrite_in_place_even_without_file_overwrite(
     # Overwritten in one PUT: no DELETE first, no window where the asset 404s, no renamed copy.
     assert bucket.counts() == {"LIST": 1, "PUT": 1}
     assert bucket.objects() == {"a.css": b"two"}
+
+
+def test_ignore_options_keep_their_meaning(s3_settings, bucket: Bucket, static_tree: StaticTree):
+    write_site(static_tree)
+    static_tree.write("css/.hidden", "dotfile")
+    static_tree.write("css/app.css~", "backup")
+
+    collectstatic("--ignore", "*.js", "--ignore", "with space")
+
+    assert bucket.list_keys() == ["css/app.css", "fonts/Ünïcode naïve file.txt", "img/deep/er/still/logo.svg"]
+    collectstatic("--no-default-ignore")
+    assert "css/.hidden" in bucket.list_keys() and "css/app.css~" in bucket.list_keys()
+
+
+def test_verbosity_0_prints_nothing(s3_settings, bucket: Bucket, static_tree: StaticTree):
+    write_site(static_tree)
+    run = collectstatic(verbosity=0)
+    assert run.stdout == run.stderr == ""
+    assert len(bucket.list_keys()) == 5
