@@ -1,0 +1,298 @@
+"""A real Google Cloud Storage JSON API server for tests.
+
+gcp-storage-emulator, in memory, behind a thin layer that counts requests by
+kind, can inject faults, and behaves like GCS where the emulator does not:
+listings come a page at a time (1,000 objects unless ``maxResults`` says
+fewer), and composed objects have no ``md5Hash``. Run it in its own process::
+
+    python -m tests.gcsserver --port 0
+
+It prints ``READY <port>`` once it listens. The control endpoints live under
+``/_collectfast/`` and are not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from email.parser import BytesParser
+from http.server import HTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+CONTROL_PREFIX = "/_collectfast/"
+PAGE_SIZE = 1000
+KINDS = ("LIST", "GET", "POST", "PUT", "PATCH", "DELETE", "BATCH")
+
+_LIST = re.compile(r"^/storage/v1/b/(?P<bucket>[-.\w]+)/o$")
+_OBJECT = re.compile(r"^(?:/download)?/storage/v1/b/(?P<bucket>[-.\w]+)/o/(?P<name>.+?)(?P<compose>/compose)?$")
+_UPLOAD = re.compile(r"^/upload/storage/v1/b/(?P<bucket>[-.\w]+)/o$")
+
+
+def request_kind(method: str, path: str) -> str:
+    if method == "GET" and _LIST.match(path):
+        return "LIST"
+    if method == "POST" and path.startswith("/batch/"):
+        return "BATCH"
+    return method
+
+
+def upload_name(query: dict[str, list[str]], content_type: str, body: bytes) -> str:
+    """The object name of an upload: in the query, or in a multipart upload's JSON part."""
+    if "name" in query:
+        return query["name"][0]
+    if content_type.startswith("multipart/"):
+        message = BytesParser().parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+        parts = message.get_payload()
+        if isinstance(parts, list) and parts:
+            return str(json.loads(parts[0].get_payload()).get("name", ""))
+    return ""
+
+
+@dataclass
+class Fault:
+    kind: str
+    key_contains: str
+    status: int
+    reason: str
+    times: int  # -1: always
+
+    def matches(self, kind: str, key: str) -> bool:
+        return kind == self.kind and self.key_contains in key and self.times != 0
+
+
+@dataclass
+class Control:
+    counts: Counter[str] = field(default_factory=Counter)
+    faults: list[Fault] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take_fault(self, kind: str, key: str) -> Fault | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault.matches(kind, key):
+                    if fault.times > 0:
+                        fault.times -= 1
+                    return fault
+        return None
+
+
+def error_body(status: int, reason: str, message: str) -> dict[str, Any]:
+    return {
+        "error": {
+            "code": status,
+            "message": message,
+            "errors": [{"domain": "global", "reason": reason, "message": message}],
+        }
+    }
+
+
+def make_handler(storage: Any, control: Control) -> type:
+    from gcp_storage_emulator.exceptions import NotFound
+    from gcp_storage_emulator.server import RequestHandler
+
+    class Handler(RequestHandler):  # type: ignore[misc]
+        def __init__(self, *args: Any) -> None:
+            super().__init__(storage, *args)
+
+        def do_GET(self) -> None:
+            self.dispatch("GET")
+
+        def do_POST(self) -> None:
+            self.dispatch("POST")
+
+        def do_PUT(self) -> None:
+            self.dispatch("PUT")
+
+        def do_PATCH(self) -> None:
+            self.dispatch("PATCH")
+
+        def do_DELETE(self) -> None:
+            self.dispatch("DELETE")
+
+        def send_json(self, status: int, body: Any) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def dispatch(self, method: str) -> None:
+            url = urlsplit(self.path)
+            if url.path.startswith(CONTROL_PREFIX):
+                return self.control(method, url.path[len(CONTROL_PREFIX) :])
+            query = parse_qs(url.query)
+            body = b""
+            if self.headers.get("Content-Length"):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                # The emulator reads the body again.
+                self.rfile = io.BytesIO(body)
+            kind = request_kind(method, url.path)
+            with control.lock:
+                control.counts[kind] += 1
+            object_match = _OBJECT.match(url.path)
+            key = unquote(object_match["name"]) if object_match else ""
+            if _UPLOAD.match(url.path):
+                key = upload_name(query, self.headers.get("Content-Type", ""), body)
+            fault = control.take_fault(kind, key)
+            if fault is not None:
+                message = "Injected by the test server"
+                return self.send_json(fault.status, error_body(fault.status, fault.reason, message))
+            listing = _LIST.match(url.path)
+            if listing and method == "GET" and "softDeleted" not in query:
+                return self.list_page(listing["bucket"], query)
+            getattr(super(), f"do_{method}")()
+            if object_match and object_match["compose"] and method == "POST":
+                self.mark_composite(object_match["bucket"], key)
+            return None
+
+        def list_page(self, bucket: str, query: dict[str, list[str]]) -> None:
+            # The emulator returns every object at once; GCS pages them, in name order.
+            def first(name: str) -> str | None:
+                return query[name][0] if name in query else None
+
+            try:
+                items, prefixes = storage.get_file_list(bucket, first("prefix"), first("delimiter"))
+            except NotFound:
+                return self.send_json(404, error_body(404, "notFound", "The specified bucket does not exist."))
+            token = first("pageToken")
+            after = base64.urlsafe_b64decode(token).decode() if token else None
+            if after is not None:
+                items = [item for item in items if item["name"] > after]
+            size = min(int(first("maxResults") or PAGE_SIZE), PAGE_SIZE)
+            page: dict[str, Any] = {"kind": "storage#objects", "items": items[:size]}
+            if prefixes and token is None:
+                page["prefixes"] = prefixes
+            if len(items) > size:
+                page["nextPageToken"] = base64.urlsafe_b64encode(items[size - 1]["name"].encode()).decode()
+            return self.send_json(200, page)
+
+        def mark_composite(self, bucket: str, name: str) -> None:
+            # GCS gives composed objects a component count and no md5Hash.
+            try:
+                obj = dict(storage.get_file_obj(bucket, name))
+            except NotFound:
+                return
+            obj.pop("md5Hash", None)
+            obj["componentCount"] = 2
+            storage.patch_object(bucket, name, obj)
+
+        def control(self, method: str, name: str) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length)) if length else None
+            result: Any = {}
+            if name == "requests" and method == "GET":
+                with control.lock:
+                    result = {"counts": dict(control.counts)}
+            elif name == "requests" and method == "DELETE":
+                with control.lock:
+                    control.counts.clear()
+            elif name == "faults" and method == "POST":
+                with control.lock:
+                    control.faults.append(Fault(**body))
+            elif name == "faults" and method == "DELETE":
+                with control.lock:
+                    control.faults.clear()
+            else:
+                return self.send_json(404, {})
+            return self.send_json(200, result)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+class _HTTPServer(HTTPServer):
+    # One request at a time (the emulator's store is not thread-safe); let worker threads queue.
+    request_queue_size = 128
+
+
+def serve(host: str, port: int) -> None:
+    from gcp_storage_emulator.storage import Storage
+
+    storage = Storage(use_memory_fs=True)
+    # In memory, the emulator re-serialises every object's metadata on each write,
+    # which makes a run quadratic and is never read back.
+    storage._write_config_to_file = lambda: None
+    server = _HTTPServer((host, port), make_handler(storage, Control()))
+    print(f"READY {server.server_address[1]}", flush=True)
+    server.serve_forever()
+
+
+class GCSServer:
+    """Starts the server in a child process and talks to its control endpoints."""
+
+    def __init__(self) -> None:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.gcsserver", "--port", "0"],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line.startswith("READY "):
+            self.process.kill()
+            raise RuntimeError(f"The GCS test server did not start: {line!r}")
+        self.port = int(line.split()[1])
+        self.host = f"127.0.0.1:{self.port}"
+        self.endpoint_url = f"http://{self.host}"
+
+    def _call(self, method: str, name: str, body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"{self.endpoint_url}{CONTROL_PREFIX}{name}", data=data, method=method)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = self._call("GET", "requests")["counts"]
+        return counts
+
+    def reset(self) -> None:
+        self._call("DELETE", "requests")
+
+    def add_fault(
+        self, kind: str, key_contains: str, status: int = 500, reason: str = "backendError", times: int = -1
+    ) -> None:
+        """Answer requests of this kind (see KINDS) whose object name contains ``key_contains`` with an error."""
+        self._call(
+            "POST",
+            "faults",
+            {"kind": kind, "key_contains": key_contains, "status": status, "reason": reason, "times": times},
+        )
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "faults")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    serve(args.host, args.port)
+
+
+if __name__ == "__main__":
+    main()
