@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.storage import FileSystemStorage, Storage
 from django.utils.module_loading import import_string
@@ -12,6 +14,8 @@ __all__ = ["CachingHashStrategy", "HashStrategy", "Strategy", "guess_strategy", 
 
 S3_STORAGE = "storages.backends.s3.S3Storage"
 BOTO3_STRATEGY = "collectfast.strategies.boto3.Boto3Strategy"
+GCS_STORAGE = "storages.backends.gcloud.GoogleCloudStorage"
+GCLOUD_STRATEGY = "collectfast.strategies.gcloud.GoogleCloudStrategy"
 FILESYSTEM_STRATEGY = "collectfast.strategies.filesystem.FileSystemStrategy"
 
 
@@ -28,6 +32,17 @@ def load_strategy(path: str) -> type[Strategy[Storage]]:
     return strategy
 
 
+def _is_instance(storage: Storage, class_path: str) -> bool:
+    """isinstance() against a class that is only imported if its module already is.
+
+    Importing storages.backends.gcloud without google-cloud-storage raises
+    ImproperlyConfigured; a storage of that class implies the module is loaded.
+    """
+    module, _, name = class_path.rpartition(".")
+    storage_class = getattr(sys.modules.get(module), name, None)
+    return isinstance(storage_class, type) and isinstance(storage, storage_class)
+
+
 def guess_strategy(storage: Storage) -> str | None:
     """The dotted path of the built-in strategy for ``storage``, or None if there is none."""
     try:
@@ -36,6 +51,8 @@ def guess_strategy(storage: Storage) -> str | None:
         s3_storage = None
     if s3_storage is not None and isinstance(storage, s3_storage):
         return BOTO3_STRATEGY
+    if _is_instance(storage, GCS_STORAGE):
+        return GCLOUD_STRATEGY
     if isinstance(storage, FileSystemStorage):
         return FILESYSTEM_STRATEGY
     return None

@@ -1,0 +1,163 @@
+"""The strategy for django-storages' ``GoogleCloudStorage``: compare local md5s with listed ones."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import mimetypes
+import os
+from typing import IO, Any, cast
+
+from django.core.files import File
+from django.core.files.storage import Storage
+from django.core.management.base import CommandError
+from google.api_core.exceptions import Forbidden, GoogleAPIError, NotFound, Unauthorized
+from google.auth.exceptions import GoogleAuthError
+from storages.backends.gcloud import CONTENT_ENCODING, CONTENT_TYPE, GoogleCloudStorage
+
+from collectfast.hashing import BLOCK_SIZE
+from collectfast.strategies.listing import ListingStrategy
+
+# GCS answers at most 100 calls in one batch request.
+BATCH_SIZE = 100
+_LISTED_FIELDS = "items(name,md5Hash,size),nextPageToken"
+
+
+def gcs_error_message(storage: GoogleCloudStorage, action: str, error: Exception) -> str:
+    """Explain a failed request against the bucket, naming the cause and the fix."""
+    bucket = storage.bucket_name
+    where = os.environ.get("STORAGE_EMULATOR_HOST") or "Google Cloud Storage"
+    if isinstance(error, NotFound):
+        return (
+            f"The bucket {bucket!r} does not exist at {where}. Create it, or set the "
+            "bucket_name OPTION of STORAGES['staticfiles'] (GS_BUCKET_NAME) to an existing bucket."
+        )
+    if isinstance(error, (Forbidden, Unauthorized)):
+        return (
+            f"{action} in bucket {bucket!r} at {where} was refused ({error.code} {error.message}). "
+            "Check the credentials, and that they allow storage.objects.list, storage.objects.get, "
+            "storage.objects.create and storage.objects.delete on the bucket (roles/storage.objectAdmin)."
+        )
+    if isinstance(error, GoogleAuthError):
+        return (
+            f"{action} in bucket {bucket!r} at {where} could not authenticate: {error}. Set the credentials "
+            "OPTION of STORAGES['staticfiles'] (GS_CREDENTIALS), or configure Application Default Credentials."
+        )
+    return f"{action} in bucket {bucket!r} at {where} failed: {error}"
+
+
+def _hex_md5(md5_hash: str | None) -> str:
+    """GCS's base64 md5Hash as hex; "" when there is none (composite or customer-key objects)."""
+    if not md5_hash:
+        return ""
+    try:
+        return base64.b64decode(md5_hash, validate=True).hex()
+    except (binascii.Error, ValueError):
+        return ""
+
+
+def _md5_and_size(stream: IO[bytes]) -> tuple[str, int]:
+    digest = hashlib.md5(usedforsecurity=False)
+    size = 0
+    while block := stream.read(BLOCK_SIZE):
+        digest.update(block)
+        size += len(block)
+    return digest.hexdigest(), size
+
+
+class GoogleCloudStrategy(ListingStrategy[GoogleCloudStorage]):
+    """Learn remote md5s and sizes in bulk (one list request per 1,000 objects) and upload what differs.
+
+    A file is skipped only when the md5 and size of the bytes django-storages
+    would upload (gzipped by its own compressor where it gzips) equal the
+    listed ones. Objects without an md5 (composite objects, customer-supplied
+    encryption keys) are always uploaded.
+    """
+
+    delete_not_found_exception = (NotFound,)
+
+    @classmethod
+    def fits(cls, storage: Storage) -> bool:
+        return isinstance(storage, GoogleCloudStorage)
+
+    def list_remote(self) -> dict[str, tuple[str, int]]:
+        storage = self.remote_storage
+        remote: dict[str, tuple[str, int]] = {}
+        try:
+            for blob in storage.bucket.list_blobs(prefix=self.prefix, fields=_LISTED_FIELDS):
+                remote[blob.name] = (_hex_md5(blob.md5_hash), int(blob.size or 0))
+        except (GoogleAPIError, GoogleAuthError) as error:
+            raise CommandError(gcs_error_message(storage, "Listing the objects", error)) from error
+        self.listed_keys = len(remote)
+        return remote
+
+    def delete_remote(self, keys: list[str]) -> None:
+        storage = self.remote_storage
+        try:
+            for start in range(0, len(keys), BATCH_SIZE):
+                batch_keys = keys[start : start + BATCH_SIZE]
+                with storage.client.batch(raise_exception=False) as batch:
+                    for key in batch_keys:
+                        storage.bucket.delete_blob(key)
+                for key, response in zip(batch_keys, batch._responses, strict=True):
+                    # 404: already gone, which is what --clear wants.
+                    if not (200 <= response.status_code < 300 or response.status_code == 404):
+                        raise CommandError(
+                            f"Deleting {key!r} for --clear failed: {response.status_code} {response.text}"
+                        )
+        except (GoogleAPIError, GoogleAuthError) as error:
+            raise CommandError(gcs_error_message(storage, "Deleting objects for --clear", error)) from error
+
+    def get_remote_file_hash(self, prefixed_path: str) -> str | None:
+        entry = self._remote.get(self.remote_key(prefixed_path))
+        if entry is None or not entry[0]:
+            return None
+        return entry[0]
+
+    def should_copy_file(self, path: str, prefixed_path: str, local_storage: Storage) -> bool:
+        key = self.remote_key(prefixed_path)
+        remote = self._remote.get(key)
+        if remote is None or not remote[0]:
+            return True
+        return self.local_fingerprint(path, local_storage, key) != remote
+
+    def local_fingerprint(self, path: str, local_storage: Storage, key: str) -> tuple[str, int]:
+        """The md5 and size GCS reports after django-storages uploads this local file to ``key``."""
+        with local_storage.open(path, "rb") as source:
+            if self.gzipped(key):
+                # The same compressor django-storages uploads with, so the bytes are identical.
+                return _md5_and_size(self.remote_storage._compress_content(source))
+            return _md5_and_size(source)
+
+    def gzipped(self, key: str) -> bool:
+        """Whether ``GoogleCloudStorage._save`` compresses what it uploads to ``key``: its rule, step by step."""
+        storage = self.remote_storage
+        params = dict(storage.get_object_parameters(key))
+        mime_type, mime_encoding = mimetypes.guess_type(key)
+        if mime_encoding and CONTENT_ENCODING not in params:
+            params[CONTENT_ENCODING] = mime_encoding
+        content_type = params.pop(CONTENT_TYPE, mime_type)
+        return bool(storage.gzip and content_type in storage.gzip_content_types and CONTENT_ENCODING not in params)
+
+    def copy_file(self, path: str, prefixed_path: str, local_storage: Storage, remote_storage: Storage) -> None:
+        storage = self.own_client(cast(GoogleCloudStorage, remote_storage))
+        # Not save(): with file_overwrite = False it would pick another name.
+        # _save() overwrites in place, as stock collectstatic does after its delete.
+        with local_storage.open(path, "rb") as source:
+            storage._save(prefixed_path, File(source))
+
+    def own_client(self, storage: Any) -> Any:
+        """Give this worker's copy of the storage a client of its own.
+
+        The command copies the storage for each worker with copy.copy(). S3Storage keeps
+        its connections per thread and drops them when copied; GoogleCloudStorage keeps
+        the client and bucket it built lazily in plain attributes, so a copy made after
+        the listing shares the main thread's client, whose requests session and
+        credentials refresh are not safe to use from several threads at once.
+        """
+        main_client = self.remote_storage._client
+        if storage._client is not None and storage._client is main_client:
+            storage._client = None
+            storage._bucket = None
+        return storage
