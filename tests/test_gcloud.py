@@ -138,7 +138,7 @@ def test_first_deploy_uploads_every_file_with_the_same_bytes(gcs_settings, gcs_b
 
     # One listing, then per file django-storages' metadata GET and a multipart upload POST.
     assert gcs_bucket.counts() == {"LIST": 1, "GET": 5, "POST": 5}
-    assert "5 static files copied." in run.stdout
+    assert "5 static files copied. 1 LIST, 5 GET, 5 POST." in run.stdout
     assert gcs_bucket.objects() == static_tree.files()
 
 
@@ -151,7 +151,7 @@ def test_redeploy_with_no_change_uploads_nothing(gcs_settings, gcs_bucket: GCSBu
     run = collectstatic()
 
     assert gcs_bucket.counts() == {"LIST": 1}
-    assert "0 static files copied, 5 unmodified." in run.stdout
+    assert "0 static files copied, 5 unmodified. 1 LIST." in run.stdout
 
 
 def test_redeploy_follows_the_listing_pages_of_a_thousand_objects(gcs_settings, gcs_bucket: GCSBucket, static_tree):
@@ -211,7 +211,7 @@ def test_warm_cache_redeploy_makes_no_request(gcs_settings, gcs_bucket: GCSBucke
     run = collectstatic()
 
     assert gcs_bucket.counts() == {}
-    assert "0 static files copied, 5 unmodified." in run.stdout
+    assert "0 static files copied, 5 unmodified. No remote requests." in run.stdout
 
 
 def test_location_prefix(settings, gcs_bucket: GCSBucket, static_tree):
@@ -298,10 +298,11 @@ def test_a_large_file_goes_up_resumably_and_is_skipped_on_redeploy(gcs_settings,
     big = os.urandom(9 * MIB)
     static_tree.write("video/big.bin", big)
 
-    collectstatic()
+    run = collectstatic()
 
     # Over 8 MiB the client starts a resumable upload (POST) and sends the bytes (PUT).
-    assert gcs_bucket.counts() == {"LIST": 1, "GET": 1, "POST": 1, "PUT": 1}
+    assert gcs_bucket.counts() == {"LIST": 1, "GET": 1, "PUT": 1, "POST": 1}
+    assert "1 LIST, 1 GET, 1 PUT, 1 POST." in run.stdout
     caches["default"].clear()
     gcs_bucket.server.reset()
     collectstatic()
@@ -327,10 +328,11 @@ def test_transient_errors_are_retried_by_the_client(gcs_settings, gcs_bucket: GC
     static_tree.write("css/app.css", "body {}")
     gcs_bucket.server.add_fault("POST", "css/app.css", status=503, reason="backendError", times=1)
 
-    collectstatic()
+    run = collectstatic()
 
     # django-storages uploads with google's DEFAULT_RETRY: the client tries again by itself.
     assert gcs_bucket.counts() == {"LIST": 1, "GET": 1, "POST": 2}
+    assert "1 LIST, 1 GET, 2 POST." in run.stdout
     assert gcs_bucket.objects() == static_tree.files()
 
 
@@ -356,6 +358,19 @@ def test_a_refused_listing_is_a_clear_error(gcs_settings, gcs_bucket: GCSBucket,
     assert gcs_bucket.list_keys() == []
 
 
+def test_missing_credentials_are_a_clear_error():
+    from google.auth.exceptions import DefaultCredentialsError
+
+    from collectfast.strategies.gcloud import gcs_error_message
+
+    storage = GoogleCloudStorage(bucket_name="static-bucket")
+    message = gcs_error_message(storage, "Listing the objects", DefaultCredentialsError("no credentials found"))
+
+    assert "Listing the objects in bucket 'static-bucket'" in message
+    assert "could not authenticate: no credentials found" in message
+    assert "GS_CREDENTIALS" in message
+
+
 def test_dry_run_decides_but_writes_nothing(gcs_settings, gcs_bucket: GCSBucket, static_tree):
     write_site(static_tree)
     collectstatic()
@@ -379,10 +394,11 @@ def test_clear_deletes_in_batches_then_uploads_everything(gcs_settings, gcs_buck
         gcs_bucket.put(f"stale/{i}.txt", b"stale")
     gcs_bucket.server.reset()
 
-    collectstatic("--clear")
+    run = collectstatic("--clear")
 
     # 125 objects: one listing, two batch requests of at most 100 deletes, then every file uploaded.
     assert gcs_bucket.counts() == {"LIST": 1, "BATCH": 2, "GET": 5, "POST": 5}
+    assert "1 LIST, 5 GET, 5 POST, 2 BATCH." in run.stdout
     assert gcs_bucket.objects() == static_tree.files()
 
 

@@ -7,7 +7,9 @@ import binascii
 import hashlib
 import mimetypes
 import os
+import re
 from typing import IO, Any, cast
+from urllib.parse import urlsplit
 
 from django.core.files import File
 from django.core.files.storage import Storage
@@ -16,12 +18,14 @@ from google.api_core.exceptions import Forbidden, GoogleAPIError, NotFound, Unau
 from google.auth.exceptions import GoogleAuthError
 from storages.backends.gcloud import CONTENT_ENCODING, CONTENT_TYPE, GoogleCloudStorage
 
+from collectfast.counting import RequestCounter
 from collectfast.hashing import BLOCK_SIZE
 from collectfast.strategies.listing import ListingStrategy
 
 # GCS answers at most 100 calls in one batch request.
 BATCH_SIZE = 100
 _LISTED_FIELDS = "items(name,md5Hash,size),nextPageToken"
+_LIST_PATH = re.compile(r"/storage/v1/b/[^/]+/o$")
 
 
 def gcs_error_message(storage: GoogleCloudStorage, action: str, error: Exception) -> str:
@@ -57,6 +61,15 @@ def _hex_md5(md5_hash: str | None) -> str:
         return ""
 
 
+def request_kind(method: str, url: str) -> str:
+    path = urlsplit(url).path
+    if method == "GET" and _LIST_PATH.search(path):
+        return "LIST"
+    if method == "POST" and path.startswith("/batch/"):
+        return "BATCH"
+    return method
+
+
 def _md5_and_size(stream: IO[bytes]) -> tuple[str, int]:
     digest = hashlib.md5(usedforsecurity=False)
     size = 0
@@ -77,6 +90,11 @@ class GoogleCloudStrategy(ListingStrategy[GoogleCloudStorage]):
 
     delete_not_found_exception = (NotFound,)
 
+    def __init__(self, remote_storage: GoogleCloudStorage) -> None:
+        super().__init__(remote_storage)
+        # The command counts boto3 requests only; this strategy counts its clients' own.
+        self.requests = RequestCounter()
+
     @classmethod
     def fits(cls, storage: Storage) -> bool:
         return isinstance(storage, GoogleCloudStorage)
@@ -85,6 +103,7 @@ class GoogleCloudStrategy(ListingStrategy[GoogleCloudStorage]):
         storage = self.remote_storage
         remote: dict[str, tuple[str, int]] = {}
         try:
+            self.count_requests(storage.client)
             for blob in storage.bucket.list_blobs(prefix=self.prefix, fields=_LISTED_FIELDS):
                 remote[blob.name] = (_hex_md5(blob.md5_hash), int(blob.size or 0))
         except (GoogleAPIError, GoogleAuthError) as error:
@@ -95,6 +114,7 @@ class GoogleCloudStrategy(ListingStrategy[GoogleCloudStorage]):
     def delete_remote(self, keys: list[str]) -> None:
         storage = self.remote_storage
         try:
+            self.count_requests(storage.client)
             for start in range(0, len(keys), BATCH_SIZE):
                 batch_keys = keys[start : start + BATCH_SIZE]
                 with storage.client.batch(raise_exception=False) as batch:
@@ -148,7 +168,7 @@ class GoogleCloudStrategy(ListingStrategy[GoogleCloudStorage]):
             storage._save(prefixed_path, File(source))
 
     def own_client(self, storage: Any) -> Any:
-        """Give this worker's copy of the storage a client of its own.
+        """Give this worker's copy of the storage a client of its own, whose requests are counted.
 
         The command copies the storage for each worker with copy.copy(). S3Storage keeps
         its connections per thread and drops them when copied; GoogleCloudStorage keeps
@@ -160,4 +180,16 @@ class GoogleCloudStrategy(ListingStrategy[GoogleCloudStorage]):
         if storage._client is not None and storage._client is main_client:
             storage._client = None
             storage._bucket = None
+        self.count_requests(storage.client)
         return storage
+
+    def count_requests(self, client: Any) -> None:
+        hooks = client._http.hooks["response"]
+        if self._on_response not in hooks:
+            hooks.append(self._on_response)
+
+    def _on_response(self, response: Any, *args: Any, **kwargs: Any) -> None:
+        self.requests.add(request_kind(response.request.method, response.request.url))
+
+    def requests_summary(self) -> str | None:
+        return self.requests.summary()
