@@ -152,6 +152,8 @@ def test_redeploy_with_no_change_uploads_nothing(gcs_settings, gcs_bucket: GCSBu
 
     assert gcs_bucket.counts() == {"LIST": 1}
     assert "0 static files copied, 5 unmodified. 1 LIST." in run.stdout
+    # The storage outlives the run: its client no longer counts into the finished run.
+    assert staticfiles_storage._client._http.hooks["response"] == []
 
 
 def test_redeploy_follows_the_listing_pages_of_a_thousand_objects(gcs_settings, gcs_bucket: GCSBucket, static_tree):

@@ -61,7 +61,7 @@ def _hex_md5(md5_hash: str | None) -> str:
         return ""
 
 
-def request_kind(method: str, url: str) -> str:
+def _request_kind(method: str, url: str) -> str:
     path = urlsplit(url).path
     if method == "GET" and _LIST_PATH.search(path):
         return "LIST"
@@ -94,6 +94,7 @@ class GoogleCloudStrategy(ListingStrategy[GoogleCloudStorage]):
         super().__init__(remote_storage)
         # The command counts boto3 requests only; this strategy counts its clients' own.
         self.requests = RequestCounter()
+        self._counted_hooks: list[list[Any]] = []
 
     @classmethod
     def fits(cls, storage: Storage) -> bool:
@@ -187,9 +188,17 @@ class GoogleCloudStrategy(ListingStrategy[GoogleCloudStorage]):
         hooks = client._http.hooks["response"]
         if self._on_response not in hooks:
             hooks.append(self._on_response)
+            self._counted_hooks.append(hooks)
+
+    def finish(self, *, succeeded: bool, dry_run: bool = False) -> None:
+        super().finish(succeeded=succeeded, dry_run=dry_run)
+        # The storage, and so its client, outlives this run: stop counting into it.
+        for hooks in self._counted_hooks:
+            hooks.remove(self._on_response)
+        self._counted_hooks.clear()
 
     def _on_response(self, response: Any, *args: Any, **kwargs: Any) -> None:
-        self.requests.add(request_kind(response.request.method, response.request.url))
+        self.requests.add(_request_kind(response.request.method, response.request.url))
 
     def requests_summary(self) -> str | None:
         return self.requests.summary()
