@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from typing import IO, Any, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -12,10 +11,9 @@ from django.core.files.storage import Storage
 from django.core.management.base import CommandError
 from s3transfer.utils import ChunksizeAdjuster
 from storages.backends.s3 import S3Storage
-from storages.utils import clean_name
 
 from collectfast.hashing import Fingerprint, stream_fingerprint
-from collectfast.strategies.base import CachingHashStrategy
+from collectfast.strategies.listing import ListingStrategy
 
 _PLAIN_MD5 = re.compile(r"^[0-9a-f]{32}$")
 
@@ -39,7 +37,7 @@ def s3_error_message(storage: S3Storage, action: str, error: Exception) -> str:
     return f"{action} in bucket {bucket!r} at {where} failed: {error}"
 
 
-class Boto3Strategy(CachingHashStrategy[S3Storage]):
+class Boto3Strategy(ListingStrategy[S3Storage]):
     """Learn remote ETags and sizes in bulk (one LIST per 1,000 keys) and upload what differs.
 
     A file is skipped only when the ETag and size S3 would give an upload of its
@@ -49,65 +47,25 @@ class Boto3Strategy(CachingHashStrategy[S3Storage]):
     """
 
     delete_not_found_exception = (ClientError,)
-    # A cache miss costs one LIST per 1,000 files, not one request per file.
-    cache_optional = True
-
-    def __init__(self, remote_storage: S3Storage) -> None:
-        super().__init__(remote_storage)
-        self._remote: dict[str, tuple[str, int]] = {}
-        self.listed_keys = 0
 
     @classmethod
     def fits(cls, storage: Storage) -> bool:
         return isinstance(storage, S3Storage)
 
-    def remote_key(self, prefixed_path: str) -> str:
-        return cast(str, self.remote_storage._normalize_name(clean_name(prefixed_path)))
-
-    def start(self, prefixed_paths: Sequence[str], *, dry_run: bool = False, cleared: bool = False) -> None:
-        if cleared and not dry_run:
-            self._remote = {}  # clear_remote() just emptied the location
-            return
-        cache_keys = {path: self.get_cache_key(path) for path in prefixed_paths}
-        if not cleared and cache_keys:
-            cached = self.cache.get_many(list(cache_keys.values()))
-            if len(cached) == len(cache_keys):
-                for path, cache_key in cache_keys.items():
-                    etag, _, size = str(cached[cache_key]).rpartition("|")
-                    self._remote[self.remote_key(path)] = (etag, int(size))
-                return
-        self._remote = self.list_remote()
-        if dry_run:
-            return
-        known = {}
-        for path, cache_key in cache_keys.items():
-            entry = self._remote.get(self.remote_key(path))
-            if entry is not None:
-                known[cache_key] = f"{entry[0]}|{entry[1]}"
-        self.cache.set_many(known)
-
-    @property
-    def prefix(self) -> str:
-        location = str(self.remote_storage.location).strip("/")
-        return f"{location}/" if location else ""
-
-    def clear_remote(self, *, dry_run: bool = False) -> list[str] | None:
-        keys = sorted(self.list_remote())
-        if not dry_run:
-            storage = self.remote_storage
-            client = storage.connection.meta.client
-            try:
-                for start in range(0, len(keys), 1000):
-                    batch = [{"Key": key} for key in keys[start : start + 1000]]
-                    response = client.delete_objects(Bucket=storage.bucket_name, Delete={"Objects": batch})
-                    if response.get("Errors"):
-                        first = response["Errors"][0]
-                        raise CommandError(
-                            f"Deleting {first['Key']!r} for --clear failed: {first.get('Code')} {first.get('Message')}"
-                        )
-            except (ClientError, BotoCoreError) as error:
-                raise CommandError(s3_error_message(storage, "Deleting objects for --clear", error)) from error
-        return [key.removeprefix(self.prefix) for key in keys]
+    def delete_remote(self, keys: list[str]) -> None:
+        storage = self.remote_storage
+        client = storage.connection.meta.client
+        try:
+            for start in range(0, len(keys), 1000):
+                batch = [{"Key": key} for key in keys[start : start + 1000]]
+                response = client.delete_objects(Bucket=storage.bucket_name, Delete={"Objects": batch})
+                if response.get("Errors"):
+                    first = response["Errors"][0]
+                    raise CommandError(
+                        f"Deleting {first['Key']!r} for --clear failed: {first.get('Code')} {first.get('Message')}"
+                    )
+        except (ClientError, BotoCoreError) as error:
+            raise CommandError(s3_error_message(storage, "Deleting objects for --clear", error)) from error
 
     def list_remote(self) -> dict[str, tuple[str, int]]:
         """ETag and size of every object under the storage's location, 1,000 per request."""
