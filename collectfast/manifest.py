@@ -1,0 +1,215 @@
+"""The deploy manifest: what a storage holds because collectfast uploaded it.
+
+Storage-agnostic: entries, the versioned JSON document they are kept in, the
+fingerprint of upload options, and the rule that merges two deploys' writes.
+The format and the consistency argument are described in ``docs/manifest.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+FORMAT = "collectfast-manifest"
+#: Bump when the document changes shape; older releases refuse newer documents.
+VERSION = 1
+
+#: Whether the storage applies conditional writes (If-Match / If-None-Match), as last observed.
+WRITES_UNKNOWN = "unknown"
+WRITES_HONOURED = "honoured"
+WRITES_IGNORED = "ignored"
+_WRITES = (WRITES_UNKNOWN, WRITES_HONOURED, WRITES_IGNORED)
+
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
+
+
+class ManifestWarning(UserWarning):
+    """Something about the manifest that the deploy survived but the user should know."""
+
+
+class ManifestError(ValueError):
+    """The document is not a manifest this release can use."""
+
+
+class NewerManifestError(ManifestError):
+    """The document was written by a newer release, in a format this one does not know."""
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What the storage reports about an object: its ETag (unquoted) and size in bytes."""
+
+    etag: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One object as uploaded by collectfast.
+
+    ``md5`` is the source file's md5, ``size`` and ``etag`` what the storage
+    stored and answered for that upload, ``options`` the fingerprint of the
+    upload options that shape the stored object.
+    """
+
+    md5: str
+    size: int
+    etag: str
+    options: str
+    uploaded_at: datetime
+
+    @property
+    def stored(self) -> Stored:
+        return Stored(self.etag, self.size)
+
+    def same_upload(self, other: Entry) -> bool:
+        """Both entries describe the same object, whenever each was uploaded."""
+        return (self.md5, self.size, self.etag, self.options) == (other.md5, other.size, other.etag, other.options)
+
+
+def newest(first: Entry, second: Entry) -> Entry:
+    # The ETag breaks ties so that every deploy merging the same two entries picks the same one.
+    return max(first, second, key=lambda entry: (entry.uploaded_at, entry.etag))
+
+
+@dataclass
+class Manifest:
+    entries: dict[str, Entry] = field(default_factory=dict)
+    conditional_writes: str = WRITES_UNKNOWN
+    updated_at: datetime | None = None
+    #: How many files the deploy that last wrote the manifest uploaded.
+    last_uploads: int = 0
+
+
+def options_fingerprint(options: Mapping[str, Any]) -> str:
+    """A short digest of the upload options; any change to them changes it.
+
+    Hashed, never stored in clear: options may hold an encryption key.
+    """
+    canonical = json.dumps(options, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def dumps(manifest: Manifest) -> bytes:
+    document = {
+        "format": FORMAT,
+        "version": VERSION,
+        "updated_at": manifest.updated_at.isoformat() if manifest.updated_at else None,
+        "last_uploads": manifest.last_uploads,
+        "conditional_writes": manifest.conditional_writes,
+        "entries": {
+            name: {
+                "md5": entry.md5,
+                "size": entry.size,
+                "etag": entry.etag,
+                "options": entry.options,
+                "uploaded_at": entry.uploaded_at.isoformat(),
+            }
+            for name, entry in sorted(manifest.entries.items())
+        },
+    }
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def loads(data: bytes) -> Manifest:
+    """Parse a manifest; raise ManifestError naming the first thing that is wrong."""
+    try:
+        document = json.loads(data.decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ManifestError(f"it is not JSON ({error})") from error
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise ManifestError(f'it is not a collectfast manifest (no "format": {FORMAT!r})')
+    version = document.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ManifestError(f"its version is {version!r}, not a whole number")
+    if version > VERSION:
+        raise NewerManifestError(f"it has format version {version}; this release reads up to {VERSION}")
+    entries = document.get("entries")
+    if not isinstance(entries, dict):
+        raise ManifestError('"entries" is not an object')
+    writes = document.get("conditional_writes")
+    last_uploads = document.get("last_uploads", 0)
+    return Manifest(
+        entries={str(name): _entry(name, fields) for name, fields in entries.items()},
+        conditional_writes=writes if writes in _WRITES else WRITES_UNKNOWN,
+        updated_at=_time(document.get("updated_at"), "updated_at") if document.get("updated_at") else None,
+        last_uploads=last_uploads if isinstance(last_uploads, int) else 0,
+    )
+
+
+def _entry(name: str, fields: Any) -> Entry:
+    if not isinstance(fields, dict):
+        raise ManifestError(f"the entry {name!r} is not an object")
+    md5, size, etag, options = (fields.get(key) for key in ("md5", "size", "etag", "options"))
+    if not (isinstance(md5, str) and _MD5.match(md5)):
+        raise ManifestError(f"the entry {name!r} has no valid md5")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ManifestError(f"the entry {name!r} has no valid size")
+    if not (isinstance(etag, str) and etag) or not (isinstance(options, str) and options):
+        raise ManifestError(f"the entry {name!r} has no etag or options")
+    return Entry(md5, size, etag, options, _time(fields.get("uploaded_at"), f"uploaded_at of {name!r}"))
+
+
+def _time(value: Any, what: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except (TypeError, ValueError) as error:
+        raise ManifestError(f"{what} is not an ISO 8601 time") from error
+    if parsed.tzinfo is None:
+        raise ManifestError(f"{what} has no time zone")
+    return parsed
+
+
+@dataclass
+class Changes:
+    """What one deploy did to the manifest, kept apart so it can be replayed on a newer copy.
+
+    ``seen`` holds, per uploaded name, the entry the remote manifest had when
+    this deploy last looked: a different entry there now means another deploy
+    uploaded the same name meanwhile.
+    """
+
+    upserts: dict[str, Entry] = field(default_factory=dict)
+    removals: dict[str, Entry] = field(default_factory=dict)
+    seen: dict[str, Entry | None] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.upserts or self.removals)
+
+    def copy(self) -> Changes:
+        return Changes(dict(self.upserts), dict(self.removals), dict(self.seen))
+
+
+def merge(current: Manifest, changes: Changes) -> tuple[Manifest, list[str]]:
+    """Replay ``changes`` on the ``current`` manifest: the union of entries, the newest upload per name.
+
+    Returns the merged manifest and the names another deploy uploaded with
+    different content since this one looked (``conflicts``). For those the
+    newest entry is kept provisionally; only the storage can tell which
+    upload landed last, so the caller must check them.
+    """
+    entries = dict(current.entries)
+    conflicts = []
+    for name, mine in changes.upserts.items():
+        theirs = entries.get(name)
+        if theirs is None or theirs == changes.seen.get(name):
+            entries[name] = mine
+            continue
+        entries[name] = newest(mine, theirs)
+        if not theirs.same_upload(mine):
+            conflicts.append(name)
+    for name, removed in changes.removals.items():
+        # Another deploy may have re-uploaded it meanwhile: remove only the entry found wrong.
+        if entries.get(name) == removed:
+            del entries[name]
+    merged = Manifest(entries, current.conditional_writes, current.updated_at, current.last_uploads)
+    return merged, sorted(conflicts)

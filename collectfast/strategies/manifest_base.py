@@ -1,0 +1,307 @@
+"""The storage-agnostic manifest strategy: decisions, recording uploads, and the conditional write loop.
+
+A backend subclasses :class:`ManifestStrategy` and implements its storage
+I/O methods; :mod:`collectfast.strategies.manifest` does it for S3.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import threading
+import warnings
+from collections.abc import Sequence
+from typing import Any, ClassVar, TypeVar
+
+from django.core.files.storage import Storage
+from django.core.management.base import CommandError
+
+from collectfast.conf import settings
+from collectfast.hashing import file_md5
+from collectfast.manifest import (
+    WRITES_HONOURED,
+    WRITES_IGNORED,
+    WRITES_UNKNOWN,
+    Changes,
+    Entry,
+    Manifest,
+    ManifestError,
+    ManifestWarning,
+    NewerManifestError,
+    Stored,
+    dumps,
+    loads,
+    merge,
+    now,
+    options_fingerprint,
+)
+from collectfast.strategies.base import Strategy
+
+_RemoteStorage = TypeVar("_RemoteStorage", bound=Storage)
+
+Snapshot = tuple[bytes, str]
+
+#: A well-formed ETag that no real write produces.
+_NO_SUCH_VERSION = '"00000000000000000000000000000000"'
+
+
+class ManifestUnavailable(Exception):
+    """The manifest could not be read or written; the message names the cause and the fix."""
+
+
+class ManifestConflict(Exception):
+    """A conditional write was refused: the manifest changed since it was read."""
+
+
+class ConditionalWritesUnsupported(Exception):
+    """The storage rejects conditional writes outright."""
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, ManifestWarning, stacklevel=3)
+
+
+class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
+    """Skip a file only when the manifest recorded an upload of the same bytes with the same options.
+
+    Storage-agnostic: a backend supplies the I/O methods at the end of the
+    class. ``COLLECTFAST_MANIFEST_MODE = "verified"`` also lists the storage
+    and trusts only entries whose object is still the one uploaded.
+    """
+
+    #: Conditional writes tried (re-reading and merging in between) before giving up.
+    max_write_attempts: ClassVar[int] = 5
+
+    def __init__(self, remote_storage: _RemoteStorage) -> None:
+        super().__init__(remote_storage)
+        self.verified = settings.manifest_mode == "verified"
+        self.manifest_name = self.name_for(settings.manifest)
+        self._lock = threading.Lock()
+        self._base = Manifest()
+        self._token: str | None = None
+        self._writable = True
+        self._trusted: dict[str, Entry] = {}
+        self._md5s: dict[str, str] = {}
+        self._changes = Changes()
+        self._outcome: str | None = None
+
+    def start(self, prefixed_paths: Sequence[str], *, dry_run: bool = False, cleared: bool = False) -> None:
+        names = {self.name_for(path) for path in prefixed_paths}
+        if self.manifest_name in names:
+            raise CommandError(
+                f"A static file is collected to {self.manifest_name!r}, where COLLECTFAST_MANIFEST keeps the "
+                "manifest. Rename that file, or set COLLECTFAST_MANIFEST to another key."
+            )
+        if cleared:
+            return  # clear_remote() deleted the manifest with everything else (or, in a dry run, pretended to)
+        self.adopt(self._read())
+        if not self.verified:
+            self._trusted = dict(self._base.entries)
+            return
+        if not self._base.entries:
+            return  # nothing to verify: spare the listing
+        stored = self.list_stored()
+        for name, entry in self._base.entries.items():
+            if stored.get(name) == entry.stored:
+                self._trusted[name] = entry
+            elif name not in names:
+                # Deleted or replaced by hand, and no local file to repair it with: stop claiming it.
+                self._changes.removals[name] = entry
+
+    def should_copy_file(self, path: str, prefixed_path: str, local_storage: Storage) -> bool:
+        name = self.name_for(prefixed_path)
+        entry = self._trusted.get(name)
+        if entry is None or entry.options != options_fingerprint(self.upload_options(name)):
+            return True
+        md5 = file_md5(local_storage, path)
+        with self._lock:
+            self._md5s[name] = md5
+        return md5 != entry.md5
+
+    def copy_file(self, path: str, prefixed_path: str, local_storage: Storage, remote_storage: Storage) -> None:
+        name = self.name_for(prefixed_path)
+        with self._lock:
+            md5 = self._md5s.pop(name, None)
+        md5 = md5 or file_md5(local_storage, path)
+        options = options_fingerprint(self.upload_options(name))
+        saved, stored = self.upload(path, prefixed_path, local_storage, remote_storage)
+        if stored is None:
+            _warn(f"collectfast could not learn what the storage stored for {saved!r}, so it is not recorded.")
+            return
+        entry = Entry(md5, stored.size, stored.etag, options, now())
+        saved = self.name_for(saved)
+        with self._lock:
+            self._changes.upserts[saved] = entry
+            self._changes.seen[saved] = self._base.entries.get(saved)
+            self._changes.removals.pop(saved, None)
+
+    def finish(self, *, succeeded: bool, dry_run: bool = False) -> None:
+        # Also after a failure or Ctrl-C: the files that did upload are recorded.
+        if dry_run or not self._writable:
+            return
+        with self._lock:
+            changes = self._changes.copy()
+        if not changes:
+            self._outcome = f"Manifest unchanged ({len(self._base.entries)} entries)."
+            return
+        try:
+            self._outcome = self.save(changes)
+        except (ManifestUnavailable, CommandError) as error:
+            _warn(f"{error} The manifest was not saved: the next deploy uploads this one's files again.")
+
+    def requests_summary(self) -> str | None:
+        return self._outcome
+
+    def _read(self) -> Snapshot | None:
+        try:
+            return self.read_manifest()
+        except ManifestUnavailable as error:
+            self._writable = False
+            _warn(f"{error} Every file is uploaded, and the manifest is left as it is.")
+            return None
+
+    @property
+    def base(self) -> Manifest:
+        """The manifest as last read or written."""
+        return self._base
+
+    @property
+    def writable(self) -> bool:
+        return self._writable
+
+    def adopt(self, snapshot: Snapshot | None) -> None:
+        """Take a read manifest as the base of later decisions and writes; warn if it cannot be used."""
+        self._base, self._token = Manifest(), None
+        if snapshot is None:
+            return
+        data, self._token = snapshot
+        where = self.manifest_location
+        try:
+            self._base = loads(data)
+        except NewerManifestError as error:
+            self._writable = False
+            _warn(
+                f"The manifest {where} is ignored and left as it is: {error}. Every file is uploaded. "
+                "Upgrade collectfast on this machine."
+            )
+        except ManifestError as error:
+            _warn(f"The manifest {where} is unusable, so it is treated as empty and replaced: {error}.")
+        else:
+            if self._base.conditional_writes == WRITES_IGNORED:
+                self._warn_ignored()
+
+    def _warn_ignored(self) -> None:
+        _warn(
+            f"The storage holding {self.manifest_location} ignores conditional writes (If-Match / If-None-Match): "
+            "deploys running at the same time can undo each other's manifest updates. Keep "
+            "COLLECTFAST_MANIFEST_MODE = 'verified' (it repairs what a lost update hides), "
+            "or never run two deploys at once."
+        )
+
+    def save(self, changes: Changes) -> str:
+        """Write ``changes`` onto the manifest, merging with concurrent writers; return what was done."""
+        conditional, honoured, concurrent = True, False, False
+        for _ in range(self.max_write_attempts):
+            manifest, conflicts = merge(self._base, changes)
+            for name in conflicts:
+                self._settle(name, manifest, changes)
+            unproven = manifest.conditional_writes == WRITES_UNKNOWN and not honoured
+            if not conditional:
+                manifest.conditional_writes = WRITES_IGNORED
+            elif manifest.conditional_writes != WRITES_IGNORED:
+                manifest.conditional_writes = WRITES_HONOURED  # proven right below when unproven
+            manifest.updated_at, manifest.last_uploads = now(), len(changes.upserts)
+            try:
+                self._token = self.write_manifest(dumps(manifest), replaces=self._token, conditional=conditional)
+            except ManifestConflict:
+                honoured = concurrent = True
+                self.adopt(self.read_manifest())
+                if not self._writable:
+                    raise ManifestUnavailable(f"{self.manifest_location} now has a newer format.") from None
+                continue
+            except ConditionalWritesUnsupported:
+                conditional = False
+                self._warn_ignored()
+                continue
+            self._base = manifest
+            if conditional and unproven:
+                self._probe(manifest)
+            merged = ", merged with a concurrent deploy" if concurrent else ""
+            return f"Manifest saved ({len(manifest.entries)} entries{merged})."
+        raise ManifestUnavailable(
+            f"The manifest {self.manifest_location} changed under this deploy {self.max_write_attempts} times in a row."
+        )
+
+    def _settle(self, name: str, manifest: Manifest, changes: Changes) -> None:
+        """Another deploy uploaded ``name`` too: keep the entry of the upload the storage holds."""
+        mine, theirs = changes.upserts[name], self._base.entries[name]
+        changes.seen[name] = theirs
+        try:
+            stored = self.stat_stored(name)
+        except ManifestUnavailable:
+            stored = None
+        if mine.stored != theirs.stored and stored == mine.stored:
+            manifest.entries[name] = mine
+            return
+        del changes.upserts[name]
+        if mine.stored != theirs.stored and stored == theirs.stored:
+            manifest.entries[name] = theirs
+        else:
+            # Neither upload is provably the one stored: claim nothing, the next deploy uploads it.
+            manifest.entries.pop(name, None)
+            changes.removals[name] = theirs
+
+    def _probe(self, manifest: Manifest) -> None:
+        """Write once more, "only if still at a version that never existed".
+
+        A storage that applies If-Match refuses it, and the manifest keeps saying
+        so; one that ignores it stores this copy, which says that instead.
+        """
+        probe = dataclasses.replace(manifest, conditional_writes=WRITES_IGNORED)
+        try:
+            self._token = self.write_manifest(dumps(probe), replaces=_NO_SUCH_VERSION, conditional=True)
+        except (ManifestConflict, ConditionalWritesUnsupported, ManifestUnavailable):
+            return
+        self._base = probe
+        self._warn_ignored()
+
+    # The storage's side, for each backend to implement.
+
+    def name_for(self, prefixed_path: str) -> str:
+        """The storage's name for a destination path, relative to its location."""
+        return prefixed_path.replace("\\", "/").lstrip("/")
+
+    @property
+    @abc.abstractmethod
+    def manifest_location(self) -> str:
+        """Where the manifest lives, for messages (e.g. ``s3://bucket/key``)."""
+
+    @abc.abstractmethod
+    def read_manifest(self) -> Snapshot | None:
+        """The manifest's bytes and version token (ETag, generation), None if absent; else ManifestUnavailable."""
+
+    @abc.abstractmethod
+    def write_manifest(self, data: bytes, *, replaces: str | None, conditional: bool = True) -> str:
+        """Write the manifest and return its new token.
+
+        Conditional writes replace only the version ``replaces`` (create only
+        if absent when None) and raise ManifestConflict when it is not current.
+        """
+
+    @abc.abstractmethod
+    def list_stored(self) -> dict[str, Stored]:
+        """Every object under the storage's location except the manifest, by name."""
+
+    @abc.abstractmethod
+    def stat_stored(self, name: str) -> Stored | None:
+        """One object's ETag and size, None if absent."""
+
+    @abc.abstractmethod
+    def upload_options(self, name: str) -> dict[str, Any]:
+        """Every option that shapes the object stored for ``name`` (type, encoding, headers, ACL...)."""
+
+    @abc.abstractmethod
+    def upload(
+        self, path: str, prefixed_path: str, local_storage: Storage, remote_storage: Storage
+    ) -> tuple[str, Stored | None]:
+        """Upload with ``remote_storage``; return the saved name and what the storage answered it stored."""
