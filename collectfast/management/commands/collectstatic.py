@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.contrib.staticfiles.management.commands import collectstatic
@@ -16,6 +16,7 @@ from django.core.management.base import CommandError, CommandParser
 from collectfast import counting
 from collectfast.conf import settings
 from collectfast.pool import Outcome, WorkerPool
+from collectfast.postprocess import staged_post_process
 from collectfast.strategies import Strategy, guess_strategy, load_strategy
 
 Task = tuple[str, str, Storage]
@@ -25,17 +26,21 @@ class _DrainBeforePostProcess:
     """The destination storage, but ``post_process`` first waits for every queued upload.
 
     Django's ``collect()`` starts post-processing straight after its finder loop;
-    hashed files must not be written before the originals are in place.
+    hashed files must not be written before the originals are in place. Where
+    ``staged`` is given (see collectfast.postprocess), it runs instead, and drains itself.
     """
 
-    def __init__(self, storage: Storage, drain: Callable[[], None]) -> None:
+    def __init__(self, storage: Storage, drain: Callable[[], None], staged: Callable[..., Any] | None = None) -> None:
         self._storage = storage
         self._drain = drain
+        self._staged = staged
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._storage, name)
         if name != "post_process":
             return attribute
+        if self._staged is not None:
+            return self._staged
 
         def post_process(*args: Any, **kwargs: Any) -> Any:
             self._drain()
@@ -112,7 +117,7 @@ class Command(collectstatic.Command):
         counting.activate(self.requests)
         self.counting_requests = counting.instrument_storage(self.storage)
         self._destination = self.storage
-        self.storage = _DrainBeforePostProcess(self.storage, self.drain)
+        self.storage = _DrainBeforePostProcess(self.storage, self.drain, staged_post_process(self, self.storage))
         succeeded = False
         try:
             collected: dict[str, list[str]] = super().collect()
@@ -159,22 +164,39 @@ class Command(collectstatic.Command):
         self.tasks.append((path, prefixed_path, source_storage))
         return None
 
-    def drain(self) -> None:
-        """Decide and upload every queued file; raise naming each file that failed."""
+    def drain(
+        self,
+        later_paths: Sequence[str] = (),
+        after: str = "The other files were uploaded and post-processing did not run.",
+    ) -> None:
+        """Decide and upload every queued file; raise naming each file that failed.
+
+        ``later_paths`` are decided in later batches (post-processed files): the strategy learns them now.
+        """
         if self._drained:
             return
         self._drained = True
         assert self.strategy is not None
-        self.strategy.start([task[1] for task in self.tasks], dry_run=self.dry_run, cleared=self.clear)
+        paths = [task[1] for task in self.tasks]
+        self.strategy.start([*paths, *later_paths], dry_run=self.dry_run, cleared=self.clear)
+        tasks, self.tasks = self.tasks, []
+        self.run_batch(tasks, self.process_task, self.record, after=after)
+
+    def run_batch(
+        self, tasks: list[Task], work: Callable[[Task], bool], record: Callable[..., None], *, after: str
+    ) -> None:
+        """Run ``work`` on every task in the pool, ``record(task, copied=...)`` each success on this thread.
+
+        Raises CommandError naming every failure once the batch is over; ``after`` says what that left.
+        """
         failures: list[Outcome[Task, bool]] = []
-        for outcome in self.pool.run(self.tasks, self.process_task):
+        for outcome in self.pool.run(tasks, work):
             if outcome.error is not None:
                 failures.append(outcome)
             else:
-                self.record(outcome.task, copied=bool(outcome.result))
-        self.tasks = []
+                record(outcome.task, copied=bool(outcome.result))
         if failures:
-            raise CommandError(self.describe_failures(failures))
+            raise CommandError(self.describe_failures(failures, total=len(tasks), after=after))
 
     def process_task(self, task: Task) -> bool:
         """Runs in a worker: decide, then upload with this thread's own storage client."""
@@ -219,8 +241,7 @@ class Command(collectstatic.Command):
         except NotImplementedError:
             return path
 
-    def describe_failures(self, failures: list[Outcome[Task, bool]]) -> str:
-        total = len(failures) + len(self.copied_files) + len(self.unmodified_files)
+    def describe_failures(self, failures: list[Outcome[Task, bool]], total: int, after: str) -> str:
         lines = [f"collectfast could not upload {len(failures)} of {total} files:"]
         for outcome in sorted(failures, key=lambda o: o.task[1]):
             error = outcome.error
@@ -229,8 +250,7 @@ class Command(collectstatic.Command):
             if self.debug:
                 lines.extend("    " + line for line in "".join(traceback.format_exception(error)).splitlines())
         lines.append(
-            "The other files were uploaded and post-processing did not run. Fix the cause and run "
-            "collectstatic again; files already in place are skipped."
+            f"{after} Fix the cause and run collectstatic again; files already in place are skipped."
             + ("" if self.debug else " Set COLLECTFAST_DEBUG = True for tracebacks.")
         )
         return "\n".join(lines)

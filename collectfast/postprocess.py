@@ -1,0 +1,159 @@
+"""Post-processing of remote hashing storages (``S3ManifestStaticStorage``) at collectfast speed.
+
+Stock ``post_process`` asks the bucket about every hashed name, reads files back and saves
+every hashed file, then deletes and rewrites ``staticfiles.json``, one request at a time.
+Here the storage's own ``post_process`` runs on a staged copy (collectfast.staging), so the
+hashing and rewriting happen locally and give the same names and bytes. Then, in order:
+the originals, the staged files and last ``staticfiles.json`` go through the command's pool
+and strategy, each batch only once the one before it is entirely in place.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
+
+from django.contrib.staticfiles.storage import HashedFilesMixin, ManifestFilesMixin
+from django.contrib.staticfiles.utils import matches_patterns
+from django.core.files.storage import Storage
+
+if TYPE_CHECKING:
+    from collectfast.management.commands.collectstatic import Command, Task
+    from collectfast.staging import StagedStorage
+
+Found = Mapping[str, tuple[Storage, str]]
+Result = tuple[str, "str | None", Any]
+
+
+@runtime_checkable
+class KnowsRemoteSizes(Protocol):
+    """A strategy that can tell a remote file's size from what it already learned (None: unknown)."""
+
+    def remote_size(self, prefixed_path: str) -> int | None: ...
+
+
+def unwrap(storage: Storage) -> Storage:
+    """The storage behind Django's lazy ``staticfiles_storage``."""
+    wrapped = getattr(storage, "_wrapped", None)
+    return wrapped if isinstance(wrapped, Storage) else storage
+
+
+def can_stage(storage: Storage) -> bool:
+    """Whether the post-processing of ``storage`` can run locally and be uploaded by collectfast."""
+    try:
+        from storages.backends.s3 import S3Storage
+    except ImportError:
+        return False
+    storage = unwrap(storage)
+    if not (isinstance(storage, HashedFilesMixin) and isinstance(storage, S3Storage)):
+        return False
+    # A manifest kept in another storage is written there the stock way.
+    return not isinstance(storage, ManifestFilesMixin) or storage.manifest_storage is storage
+
+
+def staged_post_process(command: Command, storage: Storage) -> Callable[..., Iterator[Result]] | None:
+    """What the command runs instead of ``storage.post_process``, or None to run that after the uploads."""
+    return StagedPostProcess(command, unwrap(storage)).post_process if can_stage(storage) else None
+
+
+def content_addressed(storage: Storage, hashed_files: Mapping[str, str]) -> set[str]:
+    """The hashed names that name their own content: Django's md5 of exactly the bytes stored there."""
+    storage_class = type(storage)
+    if storage_class.file_hash is not HashedFilesMixin.file_hash:  # type: ignore[attr-defined]
+        return set()
+    if storage_class.hashed_name is not HashedFilesMixin.hashed_name:  # type: ignore[attr-defined]
+        return set()
+    return {name for original, name in hashed_files.items() if name != original}
+
+
+class StagedPostProcess:
+    def __init__(self, command: Command, storage: Storage) -> None:
+        self.command = command
+        self.storage = storage
+        self.skipped: set[str] = set()
+        self.overwritten: set[str] = set()
+        self.in_place_if_sized: set[str] = set()
+
+    def post_process(self, paths: Found, dry_run: bool = False, **options: Any) -> Iterator[Result]:
+        with tempfile.TemporaryDirectory(prefix="collectfast-") as directory:
+            results = self.run(paths, directory, dry_run=dry_run, **options)
+        # Django's loop logs these, counts them and raises the first error.
+        yield from results
+
+    def run(self, paths: Found, directory: str, **options: Any) -> list[Result]:
+        from collectfast.staging import stage
+
+        staged = stage(self.storage, paths, directory)
+        results: list[Result] = []
+        for result in staged.post_process(dict(paths), **options):
+            results.append(result)
+            if isinstance(result[2], Exception):
+                self.adopt(staged)
+                return results  # nothing is uploaded: the bucket keeps its staticfiles.json
+        names = staged.staged_names()
+        manifest = staged.manifest_name if isinstance(staged, ManifestFilesMixin) else None
+        files = [name for name in names if name != manifest]
+        self.command.drain(
+            later_paths=names,
+            after="The other files were uploaded, and no post-processed file nor the manifest was.",
+        )
+        self.overwritten = set(files).intersection(self.command.copied_files)
+        self.in_place_if_sized = content_addressed(self.storage, staged.hashed_files)
+        self.upload(staged, files, "The other files were uploaded and the manifest was not: the old one stays live.")
+        if manifest in names:
+            self.upload(staged, [manifest], "Every file it names is in place; the old manifest stays live.")
+        self.adopt(staged)
+        return [self.as_stock(staged, result) for result in results]
+
+    def upload(self, staged: StagedStorage, names: list[str], after: str) -> None:
+        tasks: list[Task] = [(name, name, staged.staged_files) for name in names]
+        self.command.run_batch(tasks, self.decide_and_upload, self.record, after=after)
+
+    def decide_and_upload(self, task: Task) -> bool:
+        """Runs in a worker, like ``Command.process_task``."""
+        path, name, staged_files = task
+        strategy = self.command.strategy
+        assert strategy is not None
+        if name in self.overwritten:
+            # Uploaded as an original in this run: what the strategy learned about it is stale.
+            if not self.command.dry_run:
+                strategy.copy_file(path, name, staged_files, self.command.worker_storage())
+            return True
+        if (
+            name in self.in_place_if_sized
+            and isinstance(strategy, KnowsRemoteSizes)
+            and strategy.remote_size(name) == staged_files.size(path)
+        ):
+            return False
+        return self.command.process_task(task)
+
+    def record(self, task: Task, *, copied: bool) -> None:
+        path, name, staged_files = task
+        strategy = self.command.strategy
+        assert strategy is not None
+        if not copied:
+            self.skipped.add(name)
+            self.command.log(f"Skipping '{name}' (not modified)", level=2)
+            strategy.on_skip_hook(path, name, staged_files)
+        elif self.command.dry_run:
+            self.command.log(f"Pretending to upload '{name}'", level=1)
+        else:
+            self.command.log(f"Uploading '{name}'", level=2)
+            strategy.post_copy_hook(path, name, staged_files)
+
+    def as_stock(self, staged: StagedStorage, result: Result) -> Result:
+        original, hashed_name, processed = result
+        patterns = cast(Any, staged)._patterns
+        if processed is True and hashed_name in self.skipped and not matches_patterns(original, patterns):
+            # Stock saves a file it does not rewrite only when the bucket lacks its hashed name,
+            # and otherwise reports "Skipped post-processing".
+            return original, hashed_name, False
+        return result
+
+    def adopt(self, staged: StagedStorage) -> None:
+        """Leave the storage's names as stock leaves them, for ``static()`` later in this process."""
+        storage = cast(Any, self.storage)
+        storage.hashed_files = staged.hashed_files
+        if isinstance(staged, ManifestFilesMixin):
+            storage.manifest_hash = staged.manifest_hash
