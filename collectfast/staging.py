@@ -59,36 +59,36 @@ class StagedStorage(HashedFilesMixin):
         return self._staging.files
 
     def _save(self, name: str, content: File[Any]) -> str:
-        name = clean_name(name)
-        self._staging.deleted.discard(name)
-        self._staging.files.save(name, content)
-        return name  # what S3Storage._save returns
+        key = self._clean(name)
+        self._staging.deleted.discard(key)
+        self._staging.files.save(key, content)
+        return cast(str, clean_name(name))  # what S3Storage._save returns
 
     def _open(self, name: str, mode: str = "rb") -> File[Any]:
-        name = clean_name(name)
+        name = self._clean(name)
         if self._staging.has_file(name):
             return self._staging.files.open(name, mode)
         storage, path = self._original(name)
         return storage.open(path, mode)
 
     def exists(self, name: str) -> bool:
-        name = clean_name(name)
+        name = self._clean(name)
         return self._staging.has_file(name) or self._staging.original(name) is not None
 
     def delete(self, name: str) -> None:
-        name = clean_name(name)
+        name = self._clean(name)
         self._staging.files.delete(name)
         self._staging.deleted.add(name)
 
     def size(self, name: str) -> int:
-        name = clean_name(name)
+        name = self._clean(name)
         if self._staging.has_file(name):
             return self._staging.files.size(name)
         storage, path = self._original(name)
         return storage.size(path)
 
     def listdir(self, path: str) -> tuple[list[str], list[str]]:
-        prefix = clean_name(path).strip("/")
+        prefix = self._clean(path).strip("/")
         prefix = f"{prefix}/" if prefix else ""
         live = {name for name in self._staging.originals if name not in self._staging.deleted}
         directories: set[str] = set()
@@ -109,6 +109,12 @@ class StagedStorage(HashedFilesMixin):
                 with remote.open(target) as remote_file:
                     return super().hashed_name(name, remote_file, filename)
         return super().hashed_name(name, content, filename)
+
+    def _clean(self, name: str) -> str:
+        """``name`` as the bucket would store it, relative to the location; the storage's own error if outside."""
+        storage = cast(Any, self)
+        key: str = storage._normalize_name(clean_name(name))
+        return key.removeprefix(storage._normalize_name(""))
 
     def _original(self, name: str) -> tuple[Storage, str]:
         original = self._staging.original(name)
@@ -138,10 +144,9 @@ def stage(storage: Storage, originals: Mapping[str, tuple[Storage, str]], direct
     staged.__class__ = _staged_class(type(storage))
     result: StagedStorage = staged
     result._staging = _Staging(
-        files=FileSystemStorage(location=directory, allow_overwrite=True),
-        originals={clean_name(name): source for name, source in originals.items()},
-        remote=storage,
+        files=FileSystemStorage(location=directory, allow_overwrite=True), originals={}, remote=storage
     )
+    result._staging.originals = {result._clean(name): source for name, source in originals.items()}
     result.hashed_files = dict(result.hashed_files)
     if isinstance(result, ManifestFilesMixin):
         result.manifest_storage = cast(Storage, result)

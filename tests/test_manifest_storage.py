@@ -266,35 +266,47 @@ def test_changing_one_css_file_uploads_it_the_names_that_change_and_the_manifest
     assert_same_buckets(stock, bucket)
 
 
+@pytest.mark.parametrize(
+    ("location", "reference", "counts", "stderr", "message"),
+    [
+        (
+            "",
+            "../img/missing.png",
+            # Stock's own question, asked here too: did an earlier deploy leave the file in the bucket?
+            {"HEAD": 1},
+            "Post-processing 'css/broken.css' failed!",
+            "The file 'img/missing.png' could not be found with <storages.backends.s3.S3ManifestStaticStorage",
+        ),
+        ("site", "../../../secret.png", {}, "", "Attempted access to '../../secret.png' denied."),
+    ],
+    ids=["missing", "outside-the-location"],
+)
 def test_a_post_processing_error_is_djangos_and_the_old_manifest_stays_live(
-    settings, bucket: Bucket, static_tree: StaticTree
+    settings, bucket: Bucket, static_tree: StaticTree, location, reference, counts, stderr, message
 ):
     write_site(static_tree)
-    deploy(settings, bucket)
+    deploy(settings, bucket, location=location)
     before = etags(bucket)
-    static_tree.write("css/broken.css", ".x { background: url(../img/missing.png) }\n")
+    static_tree.write("css/broken.css", f".x {{ background: url({reference}) }}\n")
     edit(static_tree, "img/bg.png", "PNG changed")
     settings.STORAGES = {**settings.STORAGES}
     staticfiles_storage.hashed_files  # noqa: B018 - build the storage before counting
     bucket.server.reset()
-    stderr = StringIO()
+    err = StringIO()
 
     with pytest.raises(Exception) as error:
-        call_command("collectstatic", interactive=False, verbosity=0, stdout=StringIO(), stderr=stderr)
+        call_command("collectstatic", interactive=False, verbosity=0, stdout=StringIO(), stderr=err)
 
-    # Stock's own question, asked here too: did an earlier deploy leave img/missing.png in the bucket?
-    assert bucket.counts() == {"HEAD": 1}
+    assert bucket.counts() == counts
     assert etags(bucket) == before
-    assert stderr.getvalue().startswith("Post-processing 'css/broken.css' failed!")
+    assert err.getvalue().startswith(stderr)
+    assert message in str(error.value)
     with pytest.raises(Exception) as stock_error:
-        deploy(settings, bucket, stock=True)
-    # 6.1 raises CommandError from the ValueError, 5.2 and 6.0 the ValueError itself: as stock does.
+        deploy(settings, bucket, stock=True, location=location)
+    # For a missing file 6.1 raises CommandError from the ValueError, 5.2 and 6.0 the ValueError: as stock does.
     assert type(error.value) is type(stock_error.value)
     address = re.compile(r" at 0x[0-9a-f]+>")
     assert address.sub(">", str(error.value)) == address.sub(">", str(stock_error.value))
-    assert "The file 'img/missing.png' could not be found with <storages.backends.s3.S3ManifestStaticStorage" in str(
-        error.value
-    )
 
 
 @pytest.mark.parametrize("failing", ["hashed", "manifest"])
@@ -536,3 +548,26 @@ def test_no_change_redeploy_requests_stock_and_collectfast(
         assert measured["stock"] == {"HEAD": 52, "GET": 3, "DELETE": 9, "PUT": 9}
         # A fresh checkout has newer times: stock also deletes and uploads every original.
         assert measured["stock, fresh checkout"] == {"HEAD": 52, "GET": 3, "DELETE": 19, "PUT": 19}
+
+
+def test_the_deploy_manifest_strategy_decides_the_hashed_files_too(settings, bucket: Bucket, static_tree: StaticTree):
+    settings.COLLECTFAST_STRATEGY = "collectfast.strategies.manifest.S3ManifestStrategy"
+    write_site(static_tree)
+    deploy(settings, bucket)
+    bucket.server.reset()
+
+    run = collectstatic()
+
+    # Its GET of collectfast-manifest.json and, in verified mode, one LIST: the hashed names are in it.
+    assert bucket.counts() == {"GET": 1, "LIST": 1}
+    assert "Manifest unchanged (21 entries)." in run.stdout
+    edit(static_tree, "css/base/reset.css", "html { margin: 1px }\n")
+    bucket.server.reset()
+    collectstatic()
+    # The original, three new hashed names and staticfiles.json, then collectfast-manifest.json.
+    assert bucket.counts() == {"GET": 1, "LIST": 1, "PUT": 5 + 1}
+    stock = new_bucket(bucket, "stock")
+    deploy(settings, stock, stock=True)
+    # Stock into a fresh bucket has no old hashed names: compare the keys it has.
+    objects, expected = bucket.objects(), stock.objects()
+    assert {key: objects[key] for key in expected} == expected
