@@ -22,6 +22,7 @@ import django
 import pytest
 from django.contrib.staticfiles.storage import staticfiles_storage
 from django.core.cache import caches
+from django.core.files.storage import FileSystemStorage
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from storages.backends.s3 import S3ManifestStaticStorage
@@ -422,6 +423,21 @@ def test_a_css_file_rewritten_under_its_own_name_stays_rewritten(settings, bucke
 
     assert_same_buckets(stock, bucket)
     assert b'@import url("base/reset.css")' in bucket.objects()["css/app.css"]
+
+
+def test_a_manifest_kept_in_another_storage_is_written_there_by_the_storage(
+    settings, bucket: Bucket, static_tree: StaticTree, tmp_path: Path
+):
+    write_site(static_tree)
+    stock = new_bucket(bucket, "stock")
+    deploy(settings, stock, stock=True, manifest_storage=FileSystemStorage(location=tmp_path / "stock"))
+
+    deploy(settings, bucket, manifest_storage=FileSystemStorage(location=tmp_path / "collectfast"))
+
+    assert snapshot(bucket) == snapshot(stock)
+    assert "staticfiles.json" not in bucket.list_keys()
+    manifest = (tmp_path / "collectfast" / "staticfiles.json").read_bytes()
+    assert manifest == (tmp_path / "stock" / "staticfiles.json").read_bytes()
 
 
 def test_kms_hashed_names_already_in_place_are_skipped_by_size(settings, bucket: Bucket, static_tree: StaticTree):
