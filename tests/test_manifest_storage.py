@@ -22,12 +22,13 @@ import django
 import pytest
 from django.contrib.staticfiles.storage import staticfiles_storage
 from django.core.cache import caches
-from django.core.files.storage import FileSystemStorage
+from django.core.files.storage import FileSystemStorage, storages
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from storages.backends.s3 import S3ManifestStaticStorage
 
 from collectfast import counting
+from collectfast.strategies.boto3 import Boto3Strategy
 from tests.fixtures import Bucket, StaticTree, collectstatic, s3_storage
 
 ORIGINALS = 10
@@ -438,6 +439,28 @@ def test_a_manifest_kept_in_another_storage_is_written_there_by_the_storage(
     assert "staticfiles.json" not in bucket.list_keys()
     manifest = (tmp_path / "collectfast" / "staticfiles.json").read_bytes()
     assert manifest == (tmp_path / "stock" / "staticfiles.json").read_bytes()
+
+
+def test_a_path_outside_start_is_never_skipped_when_the_cache_answered(
+    settings, bucket: Bucket, static_tree: StaticTree
+):
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": manifest_storage(bucket)}
+    for name in ("a.css", "b.css"):
+        static_tree.write(name, "same")
+        bucket.client.put_object(Bucket=bucket.name, Key=name, Body=b"same")
+    storage = storages["staticfiles"]
+    Boto3Strategy(storage).start(["a.css"])  # lists, and caches a.css
+    bucket.server.reset()
+
+    strategy = Boto3Strategy(storage)
+    strategy.start(["a.css"])
+    local = FileSystemStorage(location=static_tree.root)
+
+    assert bucket.counts() == {}  # the cache answered
+    assert strategy.should_copy_file("a.css", "a.css", local) is False
+    assert strategy.remote_size("a.css") == 4
+    assert strategy.should_copy_file("b.css", "b.css", local) is True
+    assert strategy.remote_size("b.css") is None
 
 
 def test_kms_hashed_names_already_in_place_are_skipped_by_size(settings, bucket: Bucket, static_tree: StaticTree):
