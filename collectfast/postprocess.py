@@ -59,15 +59,17 @@ def staged_post_process(command: Command, storage: Storage) -> Callable[..., Ite
 
 def content_addressed(storage: Storage, hashed_files: Mapping[str, str]) -> set[str]:
     """The hashed names that name their own content: Django's md5 of exactly the bytes stored there."""
-    storage_class = type(storage)
-    if storage_class.file_hash is not HashedFilesMixin.file_hash:  # type: ignore[attr-defined]
+    storage_class: Any = type(storage)
+    if storage_class.file_hash is not HashedFilesMixin.file_hash:
         return set()
-    if storage_class.hashed_name is not HashedFilesMixin.hashed_name:  # type: ignore[attr-defined]
+    if storage_class.hashed_name is not HashedFilesMixin.hashed_name:
         return set()
     return {name for original, name in hashed_files.items() if name != original}
 
 
 class StagedPostProcess:
+    """The ``post_process`` of one run: stage, then upload originals, staged files and the manifest."""
+
     def __init__(self, command: Command, storage: Storage) -> None:
         self.command = command
         self.storage = storage
@@ -92,15 +94,15 @@ class StagedPostProcess:
                 self.adopt(staged)
                 return results  # nothing is uploaded: the bucket keeps its staticfiles.json
         names = staged.staged_names()
-        manifest = staged.manifest_name if isinstance(staged, ManifestFilesMixin) else None
+        manifest = staged.stored_name_of(staged.manifest_name) if isinstance(staged, ManifestFilesMixin) else None
         files = [name for name in names if name != manifest]
         self.command.drain(
             later_paths=names,
-            after="The other files were uploaded, and no post-processed file nor the manifest was.",
+            after="The other files were uploaded; no post-processed file was, and the old manifest stays live.",
         )
         self.overwritten = set(files).intersection(self.command.copied_files)
         self.in_place_if_sized = content_addressed(self.storage, staged.hashed_files)
-        self.upload(staged, files, "The other files were uploaded and the manifest was not: the old one stays live.")
+        self.upload(staged, files, "The other files were uploaded; the manifest was not, so the old one stays live.")
         if manifest in names:
             self.upload(staged, [manifest], "Every file it names is in place; the old manifest stays live.")
         self.adopt(staged)

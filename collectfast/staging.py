@@ -59,36 +59,36 @@ class StagedStorage(HashedFilesMixin):
         return self._staging.files
 
     def _save(self, name: str, content: File[Any]) -> str:
-        key = self._clean(name)
+        key = self.stored_name_of(name)
         self._staging.deleted.discard(key)
         self._staging.files.save(key, content)
         return cast(str, clean_name(name))  # what S3Storage._save returns
 
     def _open(self, name: str, mode: str = "rb") -> File[Any]:
-        name = self._clean(name)
+        name = self.stored_name_of(name)
         if self._staging.has_file(name):
             return self._staging.files.open(name, mode)
         storage, path = self._original(name)
         return storage.open(path, mode)
 
     def exists(self, name: str) -> bool:
-        name = self._clean(name)
+        name = self.stored_name_of(name)
         return self._staging.has_file(name) or self._staging.original(name) is not None
 
     def delete(self, name: str) -> None:
-        name = self._clean(name)
+        name = self.stored_name_of(name)
         self._staging.files.delete(name)
         self._staging.deleted.add(name)
 
     def size(self, name: str) -> int:
-        name = self._clean(name)
+        name = self.stored_name_of(name)
         if self._staging.has_file(name):
             return self._staging.files.size(name)
         storage, path = self._original(name)
         return storage.size(path)
 
     def listdir(self, path: str) -> tuple[list[str], list[str]]:
-        prefix = self._clean(path).strip("/")
+        prefix = self.stored_name_of(path).strip("/")
         prefix = f"{prefix}/" if prefix else ""
         live = {name for name in self._staging.originals if name not in self._staging.deleted}
         directories: set[str] = set()
@@ -110,7 +110,7 @@ class StagedStorage(HashedFilesMixin):
                     return super().hashed_name(name, remote_file, filename)
         return super().hashed_name(name, content, filename)
 
-    def _clean(self, name: str) -> str:
+    def stored_name_of(self, name: str) -> str:
         """``name`` as the bucket would store it, relative to the location; the storage's own error if outside."""
         storage = cast(Any, self)
         key: str = storage._normalize_name(clean_name(name))
@@ -146,7 +146,7 @@ def stage(storage: Storage, originals: Mapping[str, tuple[Storage, str]], direct
     result._staging = _Staging(
         files=FileSystemStorage(location=directory, allow_overwrite=True), originals={}, remote=storage
     )
-    result._staging.originals = {result._clean(name): source for name, source in originals.items()}
+    result._staging.originals = {result.stored_name_of(name): source for name, source in originals.items()}
     result.hashed_files = dict(result.hashed_files)
     if isinstance(result, ManifestFilesMixin):
         result.manifest_storage = cast(Storage, result)

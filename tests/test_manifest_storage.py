@@ -311,30 +311,38 @@ def test_a_post_processing_error_is_djangos_and_the_old_manifest_stays_live(
     assert address.sub(">", str(error.value)) == address.sub(">", str(stock_error.value))
 
 
-@pytest.mark.parametrize("failing", ["hashed", "manifest"])
-def test_a_failed_upload_leaves_the_old_manifest_live(settings, bucket: Bucket, static_tree: StaticTree, failing):
+@pytest.mark.parametrize(
+    ("failing", "aftermath", "retried_puts"),
+    [
+        # Retried: what failed, what was never tried, then the manifest.
+        ("original", "The other files were uploaded; no post-processed file was, and the old manifest stays live.", 5),
+        ("hashed", "The other files were uploaded; the manifest was not, so the old one stays live.", 2),
+        ("manifest", "Every file it names is in place; the old manifest stays live.", 1),
+    ],
+)
+def test_a_failed_upload_leaves_the_old_manifest_live(
+    settings, bucket: Bucket, static_tree: StaticTree, failing, aftermath, retried_puts
+):
     write_site(static_tree)
     deploy(settings, bucket)
     old_manifest = bucket.objects()["staticfiles.json"]
     content = "html { margin: 1px }\n"  # no reference left: its hashed name is the md5 of these bytes
     edit(static_tree, "css/base/reset.css", content)
     hashed = f"css/base/reset.{hashlib.md5(content.encode()).hexdigest()[:12]}.css"
-    key = hashed if failing == "hashed" else "staticfiles.json"
+    key = {"original": "css/base/reset.css", "hashed": hashed, "manifest": "staticfiles.json"}[failing]
     bucket.server.add_fault("PUT", key, status=403, code="AccessDenied")
 
     with pytest.raises(CommandError) as error:
         collectstatic()
 
-    message = str(error.value)
-    assert f"{key}: AccessDenied" in message
-    assert "the old one stays live" in message if failing == "hashed" else "the old manifest stays live" in message
+    assert f"{key}: AccessDenied" in str(error.value)
+    assert aftermath in str(error.value)
     assert bucket.objects()["staticfiles.json"] == old_manifest
     assert (hashed in bucket.list_keys()) is (failing == "manifest")
     bucket.server.clear_faults()
     bucket.server.reset()
     collectstatic()
-    # Everything else went up in the failed run: what failed, then the manifest.
-    assert bucket.counts() == {"LIST": 1, "PUT": (failing == "hashed") + 1}
+    assert bucket.counts() == {"LIST": 1, "PUT": retried_puts}
     assert manifest_paths(bucket)["css/base/reset.css"] == hashed
 
 
