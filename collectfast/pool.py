@@ -44,13 +44,16 @@ class WorkerPool:
     """``threads`` <= 1 runs the work inline; more runs it on that many threads.
 
     At most ``threads * 4`` tasks are in flight, so memory does not grow with
-    the number of files, and results come back to the caller's thread.
+    the number of files, and results come back to the caller's thread. The
+    threads live until :meth:`close`, so batches of one run share them (and
+    whatever each thread keeps, such as its own storage client).
     """
 
     def __init__(self, threads: int, retries: int = 2, backoff: float = 0.5) -> None:
         self.threads = threads
         self.retries = retries
         self.backoff = backoff
+        self._executor: ThreadPoolExecutor | None = None
 
     def attempt(self, work: Callable[[T], R], task: T) -> Outcome[T, R]:
         for attempt in range(self.retries + 1):
@@ -62,31 +65,39 @@ class WorkerPool:
                 time.sleep(self.backoff * 2**attempt)
         raise AssertionError("unreachable")
 
+    def close(self) -> None:
+        """Wait for the threads to finish their current task and stop them."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
     def run(self, tasks: Iterable[T], work: Callable[[T], R]) -> Iterator[Outcome[T, R]]:
         if self.threads <= 1:
             for task in tasks:
                 yield self.attempt(work, task)
             return
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="collectfast")
+        executor = self._executor
         window = self.threads * 4
-        with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="collectfast") as executor:
-            pending: set[Future[Outcome[T, R]]] = set()
-            try:
-                for task in tasks:
-                    if len(pending) >= window:
-                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                        yield from (future.result() for future in done)
-                    pending.add(executor.submit(self.attempt, work, task))
-                while pending:
+        pending: set[Future[Outcome[T, R]]] = set()
+        try:
+            for task in tasks:
+                if len(pending) >= window:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     yield from (future.result() for future in done)
-            except GeneratorExit:
-                for future in pending:
-                    future.cancel()
-                raise
-            except BaseException:
-                # Interrupted (Ctrl-C): start nothing new, but report what finished.
-                for future in pending:
-                    future.cancel()
-                executor.shutdown(wait=True)
-                yield from (f.result() for f in pending if f.done() and not f.cancelled())
-                raise
+                pending.add(executor.submit(self.attempt, work, task))
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                yield from (future.result() for future in done)
+        except GeneratorExit:
+            for future in pending:
+                future.cancel()
+            raise
+        except BaseException:
+            # Interrupted (Ctrl-C): start nothing new, but report what finished.
+            for future in pending:
+                future.cancel()
+            self.close()
+            yield from (f.result() for f in pending if f.done() and not f.cancelled())
+            raise

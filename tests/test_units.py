@@ -122,3 +122,16 @@ def test_settings_defaults(settings):
     assert collectfast_settings.manifest == "collectfast-manifest.json"
     settings.COLLECTFAST_THREADS = True
     assert collectfast_settings.threads == 10
+
+
+def test_pool_threads_serve_every_batch_until_closed():
+    import threading
+
+    pool = WorkerPool(3, retries=0)
+    first = {o.result for o in pool.run(range(30), lambda task: threading.current_thread())}
+    second = {o.result for o in pool.run(range(30), lambda task: threading.current_thread())}
+    pool.close()
+    assert second <= first and len(first) <= 3
+    third = {o.result for o in pool.run(range(30), lambda task: threading.current_thread())}
+    pool.close()
+    assert not third & first

@@ -89,15 +89,6 @@ class Boto3Strategy(ListingStrategy[S3Storage]):
             return None
         return entry[0]
 
-    def remote_size(self, prefixed_path: str) -> int | None:
-        """The listed (or cached) size of the object; None when it is not known to exist.
-
-        Paths not given to start() are unknown when the cache answered instead of a LIST:
-        callers must then upload or decide with should_copy_file, which uploads them.
-        """
-        entry = self._remote.get(self.remote_key(prefixed_path))
-        return None if entry is None else entry[1]
-
     def copy_file(self, path: str, prefixed_path: str, local_storage: Storage, remote_storage: Storage) -> None:
         # Not save(): with AWS_S3_FILE_OVERWRITE = False it would pick another name.
         # collectstatic overwrites in place, as stock does after its DELETE.

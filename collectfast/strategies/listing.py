@@ -41,6 +41,15 @@ class ListingStrategy(CachingHashStrategy[_Storage], abc.ABC):
     def remote_key(self, prefixed_path: str) -> str:
         return cast(str, cast(Any, self.remote_storage)._normalize_name(clean_name(prefixed_path)))
 
+    def remote_size(self, prefixed_path: str) -> int | None:
+        """The listed (or cached) size of the object; None when it is not known to exist.
+
+        Paths not given to start() are unknown when the cache answered instead of a listing:
+        callers must then upload or decide with should_copy_file, which uploads them.
+        """
+        entry = self._remote.get(self.remote_key(prefixed_path))
+        return None if entry is None else entry[1]
+
     @property
     def prefix(self) -> str:
         location = str(cast(Any, self.remote_storage).location).strip("/")

@@ -126,6 +126,7 @@ class Command(collectstatic.Command):
         finally:
             self.storage = self._destination
             try:
+                self.pool.close()
                 self.strategy.finish(succeeded=succeeded, dry_run=self.dry_run)
             finally:
                 counting.activate(None)
