@@ -135,3 +135,18 @@ def test_pool_threads_serve_every_batch_until_closed():
     third = {o.result for o in pool.run(range(30), lambda task: threading.current_thread())}
     pool.close()
     assert not third & first
+
+
+def test_storage_identity_tells_endpoints_buckets_and_locations_apart():
+    from storages.backends.s3 import S3Storage
+
+    from collectfast.strategies.base import storage_identity
+
+    def identity(**options):
+        return storage_identity(S3Storage(access_key="a", secret_key="b", **options))
+
+    base = {"bucket_name": "site", "endpoint_url": "http://127.0.0.1:1", "location": "static"}
+    assert identity(**base) == identity(**base)
+    assert identity(**base) != identity(**{**base, "bucket_name": "other-site"})
+    assert identity(**base) != identity(**{**base, "endpoint_url": "http://127.0.0.1:2"})
+    assert identity(**base) != identity(**{**base, "location": "static/v2"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import logging
+import os
 from collections.abc import Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -21,9 +22,12 @@ _RemoteStorage = TypeVar("_RemoteStorage", bound=Storage)
 
 def storage_identity(storage: Storage) -> str:
     """Tell storages apart: two sites sharing a cache must never read each other's checksums."""
+    storage_class = storage.__class__
+    # GCS clients go to STORAGE_EMULATOR_HOST when it is set, whatever the storage's options say.
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST", "") if "gcloud" in storage_class.__module__ else ""
     parts = [
-        f"{type(storage).__module__}.{type(storage).__qualname__}",
-        str(getattr(storage, "endpoint_url", None) or ""),
+        f"{storage_class.__module__}.{storage_class.__qualname__}",
+        str(getattr(storage, "endpoint_url", None) or getattr(storage, "custom_endpoint", None) or emulator),
         str(getattr(storage, "bucket_name", None) or ""),
         str(getattr(storage, "location", None) or ""),
     ]
