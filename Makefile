@@ -25,7 +25,12 @@ test: $(BIN)/.installed
 demo: $(BIN)/.installed
 	$(BIN)/python example/demo.py
 
-bench: $(BIN)/.installed
+$(BIN)/.bench-installed: $(BIN)/.installed pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $@
+
+# The peers' own virtualenvs are made by the benchmark, under benchmarks/.venvs/.
+bench: $(BIN)/.bench-installed
 	$(BIN)/python -m benchmarks.run
 
 lint: $(BIN)/.installed
