@@ -17,12 +17,8 @@ import argparse
 import base64
 import io
 import json
-import os
 import re
-import subprocess
-import sys
 import threading
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from email.parser import BytesParser
@@ -30,7 +26,8 @@ from http.server import HTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-CONTROL_PREFIX = "/_collectfast/"
+from tests.childserver import CONTROL_PREFIX, ChildServer
+
 PAGE_SIZE = 1000
 KINDS = ("LIST", "GET", "POST", "PUT", "PATCH", "DELETE", "BATCH")
 
@@ -231,39 +228,10 @@ def serve(host: str, port: int) -> None:
     server.serve_forever()
 
 
-class GCSServer:
+class GCSServer(ChildServer):
     """Starts the server in a child process and talks to its control endpoints."""
 
-    def __init__(self) -> None:
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.gcsserver", "--port", "0"],
-            cwd=root,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if not line.startswith("READY "):
-            self.process.kill()
-            raise RuntimeError(f"The GCS test server did not start: {line!r}")
-        self.port = int(line.split()[1])
-        self.host = f"127.0.0.1:{self.port}"
-        self.endpoint_url = f"http://{self.host}"
-
-    def _call(self, method: str, name: str, body: Any = None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"{self.endpoint_url}{CONTROL_PREFIX}{name}", data=data, method=method)
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
-
-    def counts(self) -> dict[str, int]:
-        counts: dict[str, int] = self._call("GET", "requests")["counts"]
-        return counts
-
-    def reset(self) -> None:
-        self._call("DELETE", "requests")
+    module = "tests.gcsserver"
 
     def add_fault(
         self, kind: str, key_contains: str, status: int = 500, reason: str = "backendError", times: int = -1
@@ -274,16 +242,6 @@ class GCSServer:
             "faults",
             {"kind": kind, "key_contains": key_contains, "status": status, "reason": reason, "times": times},
         )
-
-    def clear_faults(self) -> None:
-        self._call("DELETE", "faults")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
 
 
 def main() -> None:

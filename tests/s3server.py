@@ -14,19 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-CONTROL_PREFIX = "/_collectfast/"
+from tests.childserver import CONTROL_PREFIX, ChildServer
+
 KINDS = ("GET", "HEAD", "PUT", "LIST", "DELETE", "POST")
 
 
@@ -164,43 +161,16 @@ def serve(host: str, port: int, delay_ms: float) -> None:
     server.serve_forever()
 
 
-class S3Server:
+class S3Server(ChildServer):
     """Starts the server in a child process and talks to its control endpoints."""
 
+    module = "tests.s3server"
+
     def __init__(self, delay_ms: float = 0) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.s3server", "--port", "0", "--delay-ms", str(delay_ms)],
-            cwd=root,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if not line.startswith("READY "):
-            self.process.kill()
-            raise RuntimeError(f"The S3 test server did not start: {line!r}")
-        self.port = int(line.split()[1])
-        self.endpoint_url = f"http://127.0.0.1:{self.port}"
-
-    def _call(self, method: str, name: str, body: Any = None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"{self.endpoint_url}{CONTROL_PREFIX}{name}", data=data, method=method)
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
-
-    def counts(self) -> dict[str, int]:
-        counts: dict[str, int] = self._call("GET", "requests")["counts"]
-        return counts
+        super().__init__("--delay-ms", str(delay_ms))
 
     def bytes_in(self) -> int:
         return int(self._call("GET", "requests")["bytes_in"])
-
-    def reset(self) -> None:
-        self._call("DELETE", "requests")
 
     def add_fault(
         self, method: str, key_contains: str, status: int = 500, code: str = "InternalError", times: int = -1
@@ -211,21 +181,8 @@ class S3Server:
             {"method": method, "key_contains": key_contains, "status": status, "code": code, "times": times},
         )
 
-    def clear_faults(self) -> None:
-        self._call("DELETE", "faults")
-
     def configure(self, **settings: Any) -> None:
         self._call("POST", "settings", settings)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
 
 
 def main() -> None:
