@@ -142,7 +142,8 @@ def _check_cache(strategy: type[Strategy[Any]]) -> list[CheckMessage]:
                 id="collectfast.W003",
             )
         )
-    if backend in CULLING_CACHES:
+    # Listing strategies keep one entry per 1,000 files; per-file strategies one per file.
+    if backend in CULLING_CACHES and not strategy.cache_optional:
         max_entries = int(config.get("OPTIONS", {}).get("MAX_ENTRIES", 300))
         files = _count_static_files()
         if max_entries < files:

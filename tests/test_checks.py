@@ -115,7 +115,8 @@ def test_w003_short_timeout(s3_static):
     assert "collectfast.W003" not in ids()
 
 
-def test_w004_max_entries_below_the_number_of_files(s3_static, static_tree: StaticTree, tmp_path):
+def test_w004_max_entries_below_the_number_of_files(settings, static_tree: StaticTree, tmp_path):
+    settings.COLLECTFAST_STRATEGY = CACHING_FS
     for i in range(5):
         static_tree.write(f"{i}.css", "x")
     cache = {
@@ -124,11 +125,27 @@ def test_w004_max_entries_below_the_number_of_files(s3_static, static_tree: Stat
         "TIMEOUT": None,
         "OPTIONS": {"MAX_ENTRIES": 3},
     }
-    s3_static.CACHES = {"default": cache}
+    settings.CACHES = {"default": cache}
     messages = check_settings()
     assert [m.id for m in messages] == ["collectfast.W004"]
     assert "5 static files" in messages[0].msg
     cache["OPTIONS"]["MAX_ENTRIES"] = 10
+    assert ids() == []
+
+
+def test_w004_not_for_listing_strategies_whose_listing_takes_a_few_entries(
+    s3_static, static_tree: StaticTree, tmp_path
+):
+    for i in range(5):
+        static_tree.write(f"{i}.css", "x")
+    s3_static.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(tmp_path / "cache"),
+            "TIMEOUT": None,
+            "OPTIONS": {"MAX_ENTRIES": 3},
+        }
+    }
     assert ids() == []
 
 

@@ -150,3 +150,22 @@ def test_storage_identity_tells_endpoints_buckets_and_locations_apart():
     assert identity(**base) != identity(**{**base, "bucket_name": "other-site"})
     assert identity(**base) != identity(**{**base, "endpoint_url": "http://127.0.0.1:2"})
     assert identity(**base) != identity(**{**base, "location": "static/v2"})
+
+
+def test_the_cached_listing_survives_a_round_trip_in_a_few_entries_and_a_torn_one_is_a_miss(settings):
+    from django.core.cache import caches
+    from storages.backends.s3 import S3Storage
+
+    from collectfast.strategies.boto3 import Boto3Strategy
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "units"}}
+    strategy = Boto3Strategy(S3Storage(bucket_name="units", access_key="a", secret_key="b"))
+    listing = {f"static/{i}.css": (hashlib.md5(str(i).encode()).hexdigest(), i) for i in range(2500)}
+
+    assert strategy.cached_listing() is None
+    strategy.cache_listing(listing)
+
+    assert strategy.cached_listing() == listing
+    assert len(caches["default"]._cache) == 1 + 3
+    caches["default"].delete(strategy.listing_cache_key(1))
+    assert strategy.cached_listing() is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import copy
 import hashlib
 import logging
 import os
@@ -76,6 +77,10 @@ class Strategy(abc.ABC, Generic[_RemoteStorage]):
 
     def pre_should_copy_hook(self) -> None:
         """Called before each call to :meth:`should_copy_file`."""
+
+    def worker_storage(self, storage: Storage) -> Storage:
+        """The copy of the storage one worker thread uploads with; called once, on that thread."""
+        return copy.copy(storage)
 
     def copy_file(self, path: str, prefixed_path: str, local_storage: Storage, remote_storage: Storage) -> None:
         """Upload one file. ``remote_storage`` is the calling worker's own copy of the storage."""

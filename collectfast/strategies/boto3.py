@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import re
+import threading
 from typing import IO, Any, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -35,6 +37,53 @@ def s3_error_message(storage: S3Storage, action: str, error: Exception) -> str:
                 "and that they allow s3:ListBucket, s3:GetObject and s3:PutObject on the bucket."
             )
     return f"{action} in bucket {bucket!r} at {where} failed: {error}"
+
+
+class WorkerStorages:
+    """Copies of an S3Storage for worker threads, each with a boto3 resource and client of its own.
+
+    The resources come from one boto3 session, built one at a time under a lock:
+    a session per thread would load S3's service model once per thread (about
+    15 MB each). Files below the multipart threshold are uploaded without
+    s3transfer's own thread pool, which would start threads for every file.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._session: Any = None
+
+    def for_this_thread(self, storage: Storage) -> S3Storage:
+        worker = cast(S3Storage, copy.copy(storage))  # django-storages drops its connections when copied
+        with self._lock:
+            if self._session is None:
+                self._session = worker._create_session()
+            worker._connections.connection = self._session.resource(
+                "s3",
+                region_name=worker.region_name,
+                use_ssl=worker.use_ssl,
+                endpoint_url=worker.endpoint_url,
+                config=worker.client_config,
+                verify=worker.verify,
+            )
+        return worker
+
+
+def save_in_place(path: str, prefixed_path: str, local_storage: Storage, worker: S3Storage) -> str:
+    """Upload one file with a worker's storage, overwriting the key; return the name saved.
+
+    Not save(): with AWS_S3_FILE_OVERWRITE = False it would pick another name, and
+    collectstatic overwrites in place, as stock does after its DELETE.
+    """
+    config = worker.transfer_config
+    if config.use_threads and local_storage.size(path) < config.multipart_threshold:
+        serial = copy.copy(config)
+        serial.use_threads = False
+        worker.transfer_config = serial
+    try:
+        with local_storage.open(path, "rb") as source:
+            return str(worker._save(prefixed_path, File(source)))
+    finally:
+        worker.transfer_config = config
 
 
 class Boto3Strategy(ListingStrategy[S3Storage]):
@@ -89,11 +138,15 @@ class Boto3Strategy(ListingStrategy[S3Storage]):
             return None
         return entry[0]
 
+    def __init__(self, remote_storage: S3Storage) -> None:
+        super().__init__(remote_storage)
+        self.workers = WorkerStorages()
+
+    def worker_storage(self, storage: Storage) -> Storage:
+        return cast(Storage, self.workers.for_this_thread(storage))
+
     def copy_file(self, path: str, prefixed_path: str, local_storage: Storage, remote_storage: Storage) -> None:
-        # Not save(): with AWS_S3_FILE_OVERWRITE = False it would pick another name.
-        # collectstatic overwrites in place, as stock does after its DELETE.
-        with local_storage.open(path, "rb") as source:
-            cast(S3Storage, remote_storage)._save(prefixed_path, File(source))
+        save_in_place(path, prefixed_path, local_storage, cast(S3Storage, remote_storage))
 
     def should_copy_file(self, path: str, prefixed_path: str, local_storage: Storage) -> bool:
         key = self.remote_key(prefixed_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import uuid
 from collections.abc import Sequence
 from typing import Any, TypeVar, cast
 
@@ -12,14 +13,16 @@ from storages.utils import clean_name
 from collectfast.strategies.base import CachingHashStrategy
 
 _Storage = TypeVar("_Storage", bound=Storage)
+_LISTING_CHUNK = 1000
 
 
 class ListingStrategy(CachingHashStrategy[_Storage], abc.ABC):
     """Learn the remote checksum and size of every file from a listing of the location, a page at a time.
 
     ``self._remote`` maps each remote key to ``(checksum, size)``. It comes from
-    ``COLLECTFAST_CACHE`` when that holds an entry for every file of the run,
-    else from :meth:`list_remote`, whose answer is then cached.
+    the last listing kept in ``COLLECTFAST_CACHE``, else from :meth:`list_remote`,
+    whose answer is then cached. A file missing from it is uploaded. A run that
+    uploads anything drops the cached listing: the next run lists again.
     """
 
     # A cache miss costs one listing request per page, not one request per file.
@@ -59,23 +62,52 @@ class ListingStrategy(CachingHashStrategy[_Storage], abc.ABC):
         if cleared and not dry_run:
             self._remote = {}  # clear_remote() just emptied the location
             return
-        cache_keys = {path: self.get_cache_key(path) for path in prefixed_paths}
-        if not cleared and cache_keys:
-            cached = self.cache.get_many(list(cache_keys.values()))
-            if len(cached) == len(cache_keys):
-                for path, cache_key in cache_keys.items():
-                    checksum, _, size = str(cached[cache_key]).rpartition("|")
-                    self._remote[self.remote_key(path)] = (checksum, int(size))
-                return
-        self._remote = self.list_remote()
-        if dry_run:
+        cached = None if cleared else self.cached_listing()
+        if cached is not None:
+            self._remote = cached
             return
-        known = {}
-        for path, cache_key in cache_keys.items():
-            entry = self._remote.get(self.remote_key(path))
-            if entry is not None:
-                known[cache_key] = f"{entry[0]}|{entry[1]}"
-        self.cache.set_many(known)
+        self._remote = self.list_remote()
+        if not dry_run:
+            self.cache_listing(self._remote)
+
+    def finish(self, *, succeeded: bool, dry_run: bool = False) -> None:
+        if self._invalidated:
+            # The listing no longer describes what this run uploaded; the next run lists again.
+            self.cache.delete(self.listing_cache_key())
+            self._invalidated.clear()
+
+    def listing_cache_key(self, part: int | None = None) -> str:
+        key = self.get_cache_key("\0listing")
+        return key if part is None else f"{key}.{part}"
+
+    def cached_listing(self) -> dict[str, tuple[str, int]] | None:
+        """The last listing kept in the cache, or None when it is absent or incomplete.
+
+        Kept as an index entry plus one entry per 1,000 keys, all tagged with the
+        listing's generation: two reads whatever the number of files, values small
+        enough for Memcached, and a torn write reads as a miss.
+        """
+        index = self.cache.get(self.listing_cache_key())
+        if not (isinstance(index, tuple) and len(index) == 2):
+            return None
+        generation, parts = index
+        keys = [self.listing_cache_key(part) for part in range(parts)]
+        chunks = self.cache.get_many(keys) if keys else {}
+        remote: dict[str, tuple[str, int]] = {}
+        for key in keys:
+            chunk = chunks.get(key)
+            if not (isinstance(chunk, tuple) and len(chunk) == 2 and chunk[0] == generation):
+                return None
+            remote.update((name, (checksum, size)) for name, checksum, size in chunk[1])
+        return remote
+
+    def cache_listing(self, remote: dict[str, tuple[str, int]]) -> None:
+        generation = uuid.uuid4().hex
+        entries = sorted((name, checksum, size) for name, (checksum, size) in remote.items())
+        chunks = [entries[i : i + _LISTING_CHUNK] for i in range(0, len(entries), _LISTING_CHUNK)]
+        self.cache.set_many({self.listing_cache_key(part): (generation, chunk) for part, chunk in enumerate(chunks)})
+        # The index last: a reader never finds it before the entries it names.
+        self.cache.set(self.listing_cache_key(), (generation, len(chunks)))
 
     def clear_remote(self, *, dry_run: bool = False) -> list[str] | None:
         keys = sorted(self.list_remote())

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
-from django.core.files import File
 from django.core.files.storage import Storage
 from django.core.management.base import CommandError
 from storages.backends.s3 import S3Storage
@@ -18,7 +17,7 @@ from storages.utils import clean_name
 
 from collectfast.manifest import Stored
 from collectfast.s3uploads import UploadRecorder
-from collectfast.strategies.boto3 import Boto3Strategy, s3_error_message
+from collectfast.strategies.boto3 import Boto3Strategy, s3_error_message, save_in_place
 from collectfast.strategies.manifest_base import (
     ConditionalWritesUnsupported,
     ManifestConflict,
@@ -75,6 +74,9 @@ class S3ManifestStrategy(ManifestStrategy[S3Storage]):
 
     def clear_remote(self, *, dry_run: bool = False) -> list[str] | None:
         return self.objects.clear_remote(dry_run=dry_run)
+
+    def worker_storage(self, storage: Storage) -> Storage:
+        return self.objects.worker_storage(storage)
 
     def _parameters(self, names: Sequence[str]) -> dict[str, Any]:
         params = self.remote_storage._get_write_parameters(self.manifest_key)
@@ -160,7 +162,5 @@ class S3ManifestStrategy(ManifestStrategy[S3Storage]):
     ) -> tuple[str, Stored | None]:
         storage = cast(S3Storage, remote_storage)
         self.recorder.watch(storage.connection.meta.client)
-        # Not save(): with AWS_S3_FILE_OVERWRITE = False it would pick another name (as Boto3Strategy does).
-        with local_storage.open(path, "rb") as source:
-            saved = str(storage._save(prefixed_path, File(source)))
+        saved = save_in_place(path, prefixed_path, local_storage, storage)
         return saved, self.recorder.pop(self.objects.remote_key(saved))

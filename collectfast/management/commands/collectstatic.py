@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import threading
 import traceback
 from collections.abc import Callable, Sequence
@@ -211,11 +210,11 @@ class Command(collectstatic.Command):
         return True
 
     def worker_storage(self) -> Storage:
-        # boto3 resources and sessions are not thread-safe: each thread gets its own copy
-        # (django-storages' S3Storage drops its connections when copied).
+        # boto3 resources and sessions are not thread-safe: each thread gets its own copy.
         storage: Storage | None = getattr(self._local, "storage", None)
         if storage is None:
-            storage = copy.copy(self._destination)
+            assert self.strategy is not None
+            storage = self.strategy.worker_storage(self._destination)
             counting.instrument_storage(storage)
             self._local.storage = storage
         return storage
