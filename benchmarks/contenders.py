@@ -30,7 +30,9 @@ class Contender:
     # Keeps state between deploys beyond the objects (a cache, a manifest): before each timed
     # redeploy, an untimed deploy of the previous tree puts that state where a real project has it.
     stateful: bool = False
-    seed_by_self: bool = True  # False: seeded by benchmarks.seed (what its own first deploy writes)
+    # False: a redeploy bucket that no timed first deploy left is seeded by benchmarks.seed, which
+    # writes the objects this contender's first deploy writes (S3Storage.save per file), in parallel.
+    seed_by_self: bool = True
     scenarios: tuple[str, ...] = SCENARIOS
     # Run by default (None: all). Slow rows keep to the cells the targets need unless BENCH_FULL=1,
     # so that ``make bench`` fits in a quarter of an hour on two cores.
@@ -182,6 +184,7 @@ def all_contenders(found: dict[str, Any]) -> list[Contender]:
             settings={"COLLECTFAST_STRATEGY": BOTO3},
             cache="cold",
             default_scenarios=QUICK,
+            seed_by_self=False,
         ),
         Contender(
             "collectfasta",
@@ -194,6 +197,7 @@ def all_contenders(found: dict[str, Any]) -> list[Contender]:
             manifest_settings={"COLLECTFASTA_STRATEGY": "collectfasta.strategies.boto3.Boto3ManifestMemoryStrategy"},
             cache="cold",
             default_scenarios=QUICK,
+            seed_by_self=False,
         ),
         Contender(
             "aws", "aws s3 sync", "aws", venv="awscli", scenarios=("first",) + REDEPLOYS, default_scenarios=QUICK
