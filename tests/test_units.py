@@ -131,7 +131,8 @@ def test_pool_threads_serve_every_batch_until_closed():
     first = {o.result for o in pool.run(range(30), lambda task: threading.current_thread())}
     second = {o.result for o in pool.run(range(30), lambda task: threading.current_thread())}
     pool.close()
-    assert second <= first and len(first) <= 3
+    # The executor starts threads as it needs them, up to 3, and keeps them for the next batch.
+    assert len(first | second) <= 3
     third = {o.result for o in pool.run(range(30), lambda task: threading.current_thread())}
     pool.close()
     assert not third & first
