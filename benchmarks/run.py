@@ -70,7 +70,7 @@ class Config:
             full=env.get("BENCH_FULL", "") not in ("", "0"),
             contenders=keys("BENCH_CONTENDERS"),
             scenarios=keys("BENCH_SCENARIOS") or list(cs.SCENARIOS),
-            out=Path(env.get("BENCH_OUT", ROOT / "benchmarks" / "out")),
+            out=Path(env.get("BENCH_OUT", ROOT / "benchmarks" / "out")).resolve(),
         )
 
 
