@@ -9,6 +9,7 @@ import re
 import pytest
 from django.core.cache import caches
 from django.core.management.base import CommandError
+from storages.backends.s3 import S3Storage
 
 from tests.fixtures import Bucket, StaticTree, collectstatic, lists_for, s3_storage
 
@@ -160,6 +161,78 @@ def test_gzipped_files_are_skipped_when_unchanged(settings, bucket: Bucket, stat
     collectstatic()
     stored = bucket.objects()
     assert gzip.decompress(stored["css/app.css"]) == static_tree.files()["css/app.css"]
+    caches["default"].clear()
+    bucket.server.reset()
+
+    collectstatic()
+
+    assert bucket.counts() == {"LIST": 1}
+
+
+def object_metadata(bucket: Bucket) -> dict[str, tuple[object, ...]]:
+    heads = {key: bucket.client.head_object(Bucket=bucket.name, Key=key) for key in bucket.list_keys()}
+    fields = ("ContentType", "ContentEncoding", "CacheControl", "Metadata", "ETag", "ContentLength")
+    return {key: tuple(head.get(field) for field in fields) for key, head in heads.items()}
+
+
+@pytest.mark.parametrize("gzip_on", [False, True])
+def test_objects_are_stored_as_django_storages_stores_them(
+    settings, s3_server, bucket: Bucket, static_tree: StaticTree, gzip_on: bool
+):
+    from tests.fixtures import make_client
+
+    write_site(static_tree)
+    static_tree.write("css/big.css", "body { color: red }\n" * 5000)
+    static_tree.write("data/archive.tar.gz", b"\x1f\x8b not really")
+    options = {
+        "gzip": gzip_on,
+        "object_parameters": {"CacheControl": "max-age=86400", "Metadata": {"deploy": "v42"}},
+    }
+    stock_bucket = Bucket(f"{bucket.name}-stock", s3_server, make_client(s3_server.endpoint_url))
+    stock_bucket.client.create_bucket(Bucket=stock_bucket.name)
+
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": s3_storage(stock_bucket, **options)}
+    collectstatic("--disable-collectfast")
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": s3_storage(bucket, **options)}
+    collectstatic()
+
+    assert object_metadata(bucket) == object_metadata(stock_bucket)
+    assert bucket.objects() == stock_bucket.objects()
+    if gzip_on:
+        assert gzip.decompress(bucket.objects()["css/big.css"]) == static_tree.files()["css/big.css"]
+
+
+class CustomSaveStorage(S3Storage):
+    saved: list[str] = []
+
+    def _save(self, name, content):  # type: ignore[no-untyped-def]
+        CustomSaveStorage.saved.append(name)
+        return super()._save(name, content)
+
+
+def test_a_storage_that_overrides_save_uploads_through_its_own_save(settings, bucket: Bucket, static_tree: StaticTree):
+    storage = s3_storage(bucket)
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {**storage, "BACKEND": "tests.test_s3.CustomSaveStorage"}}
+    write_site(static_tree)
+    CustomSaveStorage.saved.clear()
+
+    collectstatic()
+
+    assert sorted(CustomSaveStorage.saved) == sorted(static_tree.files())
+    assert bucket.objects() == static_tree.files()
+
+
+def test_a_file_that_gzip_grows_past_the_multipart_threshold_is_sent_in_parts(
+    settings, bucket: Bucket, static_tree: StaticTree
+):
+    # Random bytes do not compress: gzipped, a file just under 8 MiB is just over it,
+    # so s3transfer splits it, and the ETag predicted for the next deploy must be multipart too.
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": s3_storage(bucket, gzip=True)}
+    noise = os.urandom(8 * MIB - 1024)
+    static_tree.write("js/noise.js", noise)
+    collectstatic()
+    assert re.fullmatch(r"[0-9a-f]{32}-2", bucket.etag("js/noise.js"))
+    assert gzip.decompress(bucket.objects()["js/noise.js"]) == noise
     caches["default"].clear()
     bucket.server.reset()
 

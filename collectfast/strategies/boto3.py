@@ -13,6 +13,7 @@ from django.core.files.storage import Storage
 from django.core.management.base import CommandError
 from s3transfer.utils import ChunksizeAdjuster
 from storages.backends.s3 import S3Storage
+from storages.utils import clean_name
 
 from collectfast.hashing import Fingerprint, stream_fingerprint
 from collectfast.strategies.listing import ListingStrategy
@@ -44,8 +45,7 @@ class WorkerStorages:
 
     The resources come from one boto3 session, built one at a time under a lock:
     a session per thread would load S3's service model once per thread (about
-    15 MB each). Files below the multipart threshold are uploaded without
-    s3transfer's own thread pool, which would start threads for every file.
+    15 MB each).
     """
 
     def __init__(self) -> None:
@@ -75,15 +75,44 @@ def save_in_place(path: str, prefixed_path: str, local_storage: Storage, worker:
     collectstatic overwrites in place, as stock does after its DELETE.
     """
     config = worker.transfer_config
-    if config.use_threads and local_storage.size(path) < config.multipart_threshold:
+    single_part = local_storage.size(path) < config.multipart_threshold
+    with local_storage.open(path, "rb") as source:
+        if single_part and type(worker)._save is S3Storage._save:
+            saved = put_single_part(worker, prefixed_path, source, config.multipart_threshold)
+            if saved is not None:
+                return saved
+            source.seek(0)
+        if not (single_part and config.use_threads):
+            return str(worker._save(prefixed_path, File(source)))
+        # s3transfer would start a thread pool of its own for this one small file.
         serial = copy.copy(config)
         serial.use_threads = False
         worker.transfer_config = serial
-    try:
-        with local_storage.open(path, "rb") as source:
+        try:
             return str(worker._save(prefixed_path, File(source)))
-    finally:
-        worker.transfer_config = config
+        finally:
+            worker.transfer_config = config
+
+
+def put_single_part(worker: S3Storage, name: str, source: IO[bytes], threshold: int) -> str | None:
+    """``S3Storage._save`` for a file s3transfer would send in one PutObject, sent as that one PutObject.
+
+    The same key, parameters and (gzipped) bytes as django-storages, without
+    building a TransferManager per file. None when gzip made the body reach the
+    multipart threshold: s3transfer would split it, so it must be the one to send it.
+    """
+    cleaned = clean_name(name)
+    key = worker._normalize_name(cleaned)
+    params = worker._get_write_parameters(key, source)
+    body: IO[bytes] | bytes = source
+    if worker.gzip and params["ContentType"] in worker.gzip_content_types and "ContentEncoding" not in params:
+        compressed: bytes = worker._compress_content(source).read()
+        if len(compressed) >= threshold:
+            return None
+        body = compressed
+        params["ContentEncoding"] = "gzip"
+    worker.connection.meta.client.put_object(Bucket=worker.bucket_name, Key=key, Body=body, **params)
+    return str(cleaned)
 
 
 class Boto3Strategy(ListingStrategy[S3Storage]):
