@@ -636,6 +636,21 @@ def test_upload_all_makes_no_lookup(s3_settings, bucket, static_tree):
     assert bucket.objects() == static_tree.files()
 
 
+def test_upload_all_overwrites_s3_objects_in_place_without_file_overwrite(settings, bucket, static_tree):
+    settings.COLLECTFAST_STRATEGY = "collectfast.strategies.upload_all.UploadAllStrategy"
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": s3_storage(bucket, file_overwrite=False)}
+    write_site(static_tree)
+    collectstatic()
+    static_tree.write("css/app.css", "changed")
+    bucket.server.reset()
+
+    collectstatic()
+
+    # One PUT per file: no DELETE first (no window where an asset 404s), no renamed copy.
+    assert bucket.counts() == {"PUT": 5}
+    assert bucket.objects() == static_tree.files()
+
+
 def test_upload_all_overwrites_in_place_on_a_storage_that_keeps_files(settings, static_tree, tmp_path):
     settings.COLLECTFAST_STRATEGY = "collectfast.strategies.upload_all.UploadAllStrategy"
     settings.STATIC_ROOT = str(tmp_path / "root")

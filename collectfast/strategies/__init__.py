@@ -32,7 +32,7 @@ def load_strategy(path: str) -> type[Strategy[Storage]]:
     return strategy
 
 
-def _is_instance(storage: Storage, class_path: str) -> bool:
+def storage_is(storage: Storage, class_path: str) -> bool:
     """isinstance() against a class that is only imported if its module already is.
 
     Importing storages.backends.gcloud without google-cloud-storage raises
@@ -51,7 +51,7 @@ def guess_strategy(storage: Storage) -> str | None:
         s3_storage = None
     if s3_storage is not None and isinstance(storage, s3_storage):
         return BOTO3_STRATEGY
-    if _is_instance(storage, GCS_STORAGE):
+    if storage_is(storage, GCS_STORAGE):
         return GCLOUD_STRATEGY
     if isinstance(storage, FileSystemStorage):
         return FILESYSTEM_STRATEGY

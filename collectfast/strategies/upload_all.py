@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from django.core.files.storage import Storage
+from typing import Any, cast
 
+from django.core.files.storage import FileSystemStorage, Storage
+
+from collectfast.strategies import S3_STORAGE, storage_is
 from collectfast.strategies.base import Strategy
+from collectfast.strategies.filesystem import replace_file
 
 
 class UploadAllStrategy(Strategy[Storage]):
@@ -14,12 +18,33 @@ class UploadAllStrategy(Strategy[Storage]):
     strategy to use when the remote copy cannot be trusted at all.
     """
 
+    def __init__(self, remote_storage: Storage) -> None:
+        super().__init__(remote_storage)
+        self._s3_workers: Any = None
+        if storage_is(remote_storage, S3_STORAGE):
+            # Only imported for S3: boto3 is an optional dependency.
+            from collectfast.strategies.boto3 import WorkerStorages
+
+            self._s3_workers = WorkerStorages()
+
     def should_copy_file(self, path: str, prefixed_path: str, local_storage: Storage) -> bool:
         return True
 
+    def worker_storage(self, storage: Storage) -> Storage:
+        if self._s3_workers is not None:
+            return cast(Storage, self._s3_workers.for_this_thread(storage))
+        return super().worker_storage(storage)
+
     def copy_file(self, path: str, prefixed_path: str, local_storage: Storage, remote_storage: Storage) -> None:
-        # A storage that never overwrites (FileSystemStorage by default) would save under a new name.
-        # S3 and most remote storages overwrite, and then answer without a request.
-        if remote_storage.get_available_name(prefixed_path) != prefixed_path:
-            remote_storage.delete(prefixed_path)
-        super().copy_file(path, prefixed_path, local_storage, remote_storage)
+        if self._s3_workers is not None:
+            from collectfast.strategies.boto3 import save_in_place
+
+            save_in_place(path, prefixed_path, local_storage, cast(Any, remote_storage))
+        elif isinstance(remote_storage, FileSystemStorage):
+            replace_file(path, prefixed_path, local_storage, remote_storage)
+        else:
+            # A storage that never overwrites would save under a new name; most remote
+            # storages overwrite, and then answer get_available_name() without a request.
+            if remote_storage.get_available_name(prefixed_path) != prefixed_path:
+                remote_storage.delete(prefixed_path)
+            super().copy_file(path, prefixed_path, local_storage, remote_storage)
