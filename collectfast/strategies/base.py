@@ -7,7 +7,8 @@ import copy
 import hashlib
 import logging
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 from django.core.cache import caches
@@ -52,6 +53,8 @@ class Strategy(abc.ABC, Generic[_RemoteStorage]):
     uses_cache: ClassVar[bool] = False
     #: Whether it still works well when that cache forgets everything between runs.
     cache_optional: ClassVar[bool] = True
+    #: Where :meth:`warn` sends its messages; collectstatic sets it to write on its stderr.
+    warning_handler: Callable[[str], None] | None = None
 
     def __init__(self, remote_storage: _RemoteStorage) -> None:
         self.remote_storage = remote_storage
@@ -99,6 +102,13 @@ class Strategy(abc.ABC, Generic[_RemoteStorage]):
     def requests_summary(self) -> str | None:
         """Anything the strategy wants added to the command's summary line."""
         return None
+
+    def warn(self, message: str, category: type[Warning] = UserWarning) -> None:
+        """Report a problem the run survives: on the command's stderr, else as a Python warning."""
+        if self.warning_handler is not None:
+            self.warning_handler(message)
+        else:
+            warnings.warn(message, category, stacklevel=2)
 
 
 class HashStrategy(Strategy[_RemoteStorage], abc.ABC):

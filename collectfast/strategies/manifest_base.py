@@ -9,7 +9,6 @@ from __future__ import annotations
 import abc
 import dataclasses
 import threading
-import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar, TypeVar
 
@@ -55,10 +54,6 @@ class ManifestConflict(Exception):
 
 class ConditionalWritesUnsupported(Exception):
     """The storage rejects conditional writes outright."""
-
-
-def _warn(message: str) -> None:
-    warnings.warn(message, ManifestWarning, stacklevel=3)
 
 
 class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
@@ -126,7 +121,10 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
         options = options_fingerprint(self.upload_options(name))
         saved, stored = self.upload(path, prefixed_path, local_storage, remote_storage)
         if stored is None:
-            _warn(f"collectfast could not learn what the storage stored for {saved!r}, so it is not recorded.")
+            self.warn(
+                f"collectfast could not learn what the storage stored for {saved!r}, so it is not recorded.",
+                ManifestWarning,
+            )
             return
         entry = Entry(md5, stored.size, stored.etag, options, now())
         saved = self.name_for(saved)
@@ -147,7 +145,9 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
         try:
             self._outcome = self.save(changes)
         except (ManifestUnavailable, CommandError) as error:
-            _warn(f"{error} The manifest was not saved: the next deploy uploads this one's files again.")
+            self.warn(
+                f"{error} The manifest was not saved: the next deploy uploads this one's files again.", ManifestWarning
+            )
 
     def requests_summary(self) -> str | None:
         return self._outcome
@@ -157,7 +157,7 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
             return self.read_manifest()
         except ManifestUnavailable as error:
             self._writable = False
-            _warn(f"{error} Every file is uploaded, and the manifest is left as it is.")
+            self.warn(f"{error} Every file is uploaded, and the manifest is left as it is.", ManifestWarning)
             return None
 
     @property
@@ -180,22 +180,26 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
             self._base = loads(data)
         except NewerManifestError as error:
             self._writable = False
-            _warn(
+            self.warn(
                 f"The manifest {where} is ignored and left as it is: {error}. Every file is uploaded. "
-                "Upgrade collectfast on this machine."
+                "Upgrade collectfast on this machine.",
+                ManifestWarning,
             )
         except ManifestError as error:
-            _warn(f"The manifest {where} is unusable, so it is treated as empty and replaced: {error}.")
+            self.warn(
+                f"The manifest {where} is unusable, so it is treated as empty and replaced: {error}.", ManifestWarning
+            )
         else:
             if self._base.conditional_writes == WRITES_IGNORED:
                 self._warn_ignored()
 
     def _warn_ignored(self) -> None:
-        _warn(
+        self.warn(
             f"The storage holding {self.manifest_location} ignores conditional writes (If-Match / If-None-Match): "
             "deploys running at the same time can undo each other's manifest updates. Keep "
             "COLLECTFAST_MANIFEST_MODE = 'verified' (it repairs what a lost update hides), "
-            "or never run two deploys at once."
+            "or never run two deploys at once.",
+            ManifestWarning,
         )
 
     def save(self, changes: Changes) -> str:

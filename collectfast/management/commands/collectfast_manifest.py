@@ -59,6 +59,7 @@ class Command(BaseCommand):
                 "does not use."
             )
         strategy = S3ManifestStrategy(staticfiles_storage)
+        strategy.warning_handler = lambda message: self.stderr.write(f"collectfast: {message}", self.style.WARNING)
         if options["rebuild"]:
             self.rebuild(strategy, dry_run=options["dry_run"])
         self.show(strategy)

@@ -85,6 +85,8 @@ class Command(collectstatic.Command):
             if self.collectfast_enabled:
                 self.strategy = self.load_strategy()
                 self.collectfast_enabled = self.strategy is not None
+                if self.strategy is not None:
+                    self.strategy.warning_handler = self.warn
         except ImproperlyConfigured as error:
             raise CommandError(str(error)) from error
 
@@ -108,6 +110,10 @@ class Command(collectstatic.Command):
                 "COLLECTFAST_STRATEGY to let collectfast choose."
             )
         return strategy_class(self.storage)
+
+    def warn(self, message: str) -> None:
+        """A problem the deploy survives, on stderr at every verbosity."""
+        self.stderr.write(f"collectfast: {message}", self.style.WARNING)
 
     def collect(self) -> dict[str, list[str]]:
         if not self.collectfast_enabled:
