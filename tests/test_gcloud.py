@@ -11,7 +11,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -440,17 +440,16 @@ def test_each_worker_thread_uploads_with_its_own_client(gcs_settings, gcs_bucket
     assert gcs_bucket.objects() == static_tree.files()
 
 
-def test_a_copy_of_the_storage_shares_the_client_until_given_its_own(gcs_settings, gcs_bucket: GCSBucket):
+def test_a_worker_storage_has_a_client_of_its_own(gcs_settings, gcs_bucket: GCSBucket):
     storage = GoogleCloudStorage(bucket_name=gcs_bucket.name, project_id=PROJECT, credentials=AnonymousCredentials())
     strategy = GoogleCloudStrategy(storage)
     strategy.start([])
-    worker_copy = copy.copy(storage)
-    assert worker_copy._client is storage._client  # what copy.copy gives: the reason own_client exists
+    assert copy.copy(storage)._client is storage._client  # what a plain copy would share
 
-    strategy.own_client(worker_copy)
+    worker = cast(GoogleCloudStorage, strategy.worker_storage(storage))
 
-    assert worker_copy.client is not storage._client
-    assert worker_copy.bucket.client is worker_copy.client
+    assert worker.client is not storage._client
+    assert worker.bucket.client is worker.client
     assert storage.bucket.client is storage._client
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import hashlib
 import mimetypes
 import os
@@ -161,28 +162,25 @@ class GoogleCloudStrategy(ListingStrategy[GoogleCloudStorage]):
         content_type = params.pop(CONTENT_TYPE, mime_type)
         return bool(storage.gzip and content_type in storage.gzip_content_types and CONTENT_ENCODING not in params)
 
+    def worker_storage(self, storage: Storage) -> Storage:
+        """A copy of the storage for one worker thread, with a client of its own whose requests are counted.
+
+        GoogleCloudStorage keeps the client and bucket it built lazily in plain
+        attributes, so a plain copy made after the listing would share the main
+        thread's client, whose requests session and credentials refresh are not
+        safe to use from several threads at once.
+        """
+        worker = cast(GoogleCloudStorage, copy.copy(storage))
+        worker._client = None
+        worker._bucket = None
+        self.count_requests(worker.client)
+        return cast(Storage, worker)
+
     def copy_file(self, path: str, prefixed_path: str, local_storage: Storage, remote_storage: Storage) -> None:
-        storage = self.own_client(cast(GoogleCloudStorage, remote_storage))
         # Not save(): with file_overwrite = False it would pick another name.
         # _save() overwrites in place, as stock collectstatic does after its delete.
         with local_storage.open(path, "rb") as source:
-            storage._save(prefixed_path, File(source))
-
-    def own_client(self, storage: Any) -> Any:
-        """Give this worker's copy of the storage a client of its own, whose requests are counted.
-
-        The command copies the storage for each worker with copy.copy(). S3Storage keeps
-        its connections per thread and drops them when copied; GoogleCloudStorage keeps
-        the client and bucket it built lazily in plain attributes, so a copy made after
-        the listing shares the main thread's client, whose requests session and
-        credentials refresh are not safe to use from several threads at once.
-        """
-        main_client = self.remote_storage._client
-        if storage._client is not None and storage._client is main_client:
-            storage._client = None
-            storage._bucket = None
-        self.count_requests(storage.client)
-        return storage
+            cast(GoogleCloudStorage, remote_storage)._save(prefixed_path, File(source))
 
     def count_requests(self, client: Any) -> None:
         hooks = client._http.hooks["response"]
