@@ -8,8 +8,10 @@ The format and the consistency argument are described in ``docs/manifest.md``.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -52,7 +54,7 @@ class Stored:
     size: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One object as uploaded by collectfast.
 
@@ -100,24 +102,32 @@ def options_fingerprint(options: Mapping[str, Any]) -> str:
 
 
 def dumps(manifest: Manifest) -> bytes:
-    document = {
+    head = {
         "format": FORMAT,
         "version": VERSION,
         "updated_at": manifest.updated_at.isoformat() if manifest.updated_at else None,
         "last_uploads": manifest.last_uploads,
         "conditional_writes": manifest.conditional_writes,
-        "entries": {
-            name: {
-                "md5": entry.md5,
-                "size": entry.size,
-                "etag": entry.etag,
-                "options": entry.options,
-                "uploaded_at": entry.uploaded_at.isoformat(),
-            }
-            for name, entry in sorted(manifest.entries.items())
-        },
     }
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+    # Written entry by entry: a document of dicts would hold every entry twice more at 100,000 files.
+    out = io.BytesIO()
+    out.write(_json(head)[:-1].encode())
+    out.write(b',"entries":{')
+    for i, (name, entry) in enumerate(sorted(manifest.entries.items())):
+        fields = {
+            "md5": entry.md5,
+            "size": entry.size,
+            "etag": entry.etag,
+            "options": entry.options,
+            "uploaded_at": entry.uploaded_at.isoformat(),
+        }
+        out.write(f"{',' if i else ''}{_json(name)}:{_json(fields)}".encode())
+    out.write(b"}}")
+    return out.getvalue()
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def loads(data: bytes) -> Manifest:
@@ -156,7 +166,10 @@ def _entry(name: str, fields: Any) -> Entry:
         raise ManifestError(f"the entry {name!r} has no valid size")
     if not (isinstance(etag, str) and etag) or not (isinstance(options, str) and options):
         raise ManifestError(f"the entry {name!r} has no etag or options")
-    return Entry(md5, size, etag, options, _time(fields.get("uploaded_at"), f"uploaded_at of {name!r}"))
+    # One string object where values repeat: at 100,000 entries that saves megabytes.
+    etag = md5 if etag == md5 else etag
+    uploaded_at = _time(fields.get("uploaded_at"), f"uploaded_at of {name!r}")
+    return Entry(md5, size, etag, sys.intern(options), uploaded_at)
 
 
 def _time(value: Any, what: str) -> datetime:
