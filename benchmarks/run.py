@@ -6,7 +6,8 @@ Environment (all optional):
 - ``BENCH_DELAY_MS`` server delay per request while a contender is timed (20)
 - ``BENCH_REPEATS`` timed runs per cell, the median is reported (3)
 - ``BENCH_SLOW_S`` a cell whose first run took longer is not repeated (20)
-- ``BENCH_CONTENDERS`` / ``BENCH_SCENARIOS`` comma-separated keys to keep (all)
+- ``BENCH_CONTENDERS`` / ``BENCH_SCENARIOS`` comma-separated keys to keep (all); a contender
+  written ``key:scenario+scenario`` runs only those of the scenarios kept
 - ``BENCH_FULL=1`` also run the slow serial rows (stock) on every scenario
 - ``BENCH_SEED`` (5), ``BENCH_THREADS`` workers for every parallel contender (20),
   ``BENCH_TIMEOUT_S`` per run (3600), ``BENCH_OUT`` output folder (benchmarks/out)
@@ -47,6 +48,7 @@ class Config:
     full: bool
     contenders: list[str] | None
     scenarios: list[str]
+    only: dict[str, list[str]]
     out: Path
 
     @classmethod
@@ -57,6 +59,14 @@ class Config:
             value = env.get(name, "").strip()
             return [k.strip() for k in value.split(",") if k.strip()] or None
 
+        only: dict[str, list[str]] = {}
+        contenders = keys("BENCH_CONTENDERS")
+        for i, spec in enumerate(contenders or []):
+            key, _, scenarios = spec.partition(":")
+            if scenarios:
+                only[key] = [s.strip() for s in scenarios.split("+") if s.strip()]
+            if contenders is not None:
+                contenders[i] = key
         n = int(env.get("BENCH_N", "2000"))
         delay = float(env.get("BENCH_DELAY_MS", "20"))
         return cls(
@@ -68,8 +78,9 @@ class Config:
             threads=int(env.get("BENCH_THREADS", "20")),
             timeout=float(env.get("BENCH_TIMEOUT_S", "3600")),
             full=env.get("BENCH_FULL", "") not in ("", "0"),
-            contenders=keys("BENCH_CONTENDERS"),
+            contenders=contenders,
             scenarios=keys("BENCH_SCENARIOS") or list(cs.SCENARIOS),
+            only=only,
             out=Path(env.get("BENCH_OUT", ROOT / "benchmarks" / "out")).resolve(),
         )
 
@@ -345,6 +356,8 @@ class Bench:
 
     def scenarios_for(self, c: cs.Contender) -> list[str]:
         wanted = [s for s in self.config.scenarios if s in c.scenarios]
+        if c.key in self.config.only:
+            wanted = [s for s in wanted if s in self.config.only[c.key]]
         if c.default_scenarios is not None and not self.config.full:
             for s in wanted:
                 if s not in c.default_scenarios:
