@@ -27,12 +27,24 @@ from tests.childserver import CONTROL_PREFIX, ChildServer
 KINDS = ("GET", "HEAD", "PUT", "LIST", "DELETE", "POST")
 
 
+_LISTING_PARAMETERS = {
+    "list-type",
+    "prefix",
+    "delimiter",
+    "marker",
+    "max-keys",
+    "encoding-type",
+    "continuation-token",
+    "start-after",
+    "fetch-owner",
+}
+
+
 def request_kind(method: str, path: str, query: str) -> str:
+    """ListObjects (v1 or v2) counts as LIST; a GET of a bucket sub-resource (?location) stays GET."""
     params = parse_qs(query, keep_blank_values=True)
     key = path.lstrip("/").partition("/")[2]
-    if method == "GET" and not key and "list-type" in params:
-        return "LIST"
-    if method == "GET" and not key and not params:
+    if method == "GET" and not key and set(params) <= _LISTING_PARAMETERS:
         return "LIST"
     return method
 
@@ -56,6 +68,9 @@ class Control:
     bytes_in: int = 0
     faults: list[Fault] = field(default_factory=list)
     ignore_preconditions: bool = False
+    # Keys with a multipart upload started and not completed or aborted, and the most at once.
+    open_uploads: set[str] = field(default_factory=set)
+    max_open_uploads: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     # S3 applies If-Match / If-None-Match atomically; moto checks then writes,
     # so conditional writes are serialised here to behave like the real thing.
@@ -63,12 +78,23 @@ class Control:
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
-            return {"counts": dict(self.counts), "bytes_in": self.bytes_in}
+            return {"counts": dict(self.counts), "bytes_in": self.bytes_in, "max_open_uploads": self.max_open_uploads}
 
     def reset(self) -> None:
         with self.lock:
             self.counts.clear()
             self.bytes_in = 0
+            self.open_uploads.clear()
+            self.max_open_uploads = 0
+
+    def track_upload(self, method: str, key: str, query: str) -> None:
+        params = parse_qs(query, keep_blank_values=True)
+        with self.lock:
+            if method == "POST" and "uploads" in params:
+                self.open_uploads.add(key)
+                self.max_open_uploads = max(self.max_open_uploads, len(self.open_uploads))
+            elif method in ("POST", "DELETE") and "uploadId" in params:
+                self.open_uploads.discard(key)
 
     def take_fault(self, method: str, key: str) -> Fault | None:
         with self.lock:
@@ -104,6 +130,7 @@ class CountingApp:
         if self.control.delay:
             time.sleep(self.control.delay)
         key = unquote(path.lstrip("/").partition("/")[2])
+        self.control.track_upload(method, key, environ.get("QUERY_STRING", ""))
         fault = self.control.take_fault(method, key)
         if fault is not None:
             start_response(f"{fault.status} Injected", [("Content-Type", "application/xml")])
@@ -171,6 +198,10 @@ class S3Server(ChildServer):
 
     def bytes_in(self) -> int:
         return int(self._call("GET", "requests")["bytes_in"])
+
+    def max_open_uploads(self) -> int:
+        """The most multipart uploads that were in progress at once since the last reset."""
+        return int(self._call("GET", "requests")["max_open_uploads"])
 
     def add_fault(
         self, method: str, key_contains: str, status: int = 500, code: str = "InternalError", times: int = -1

@@ -30,6 +30,33 @@ def test_fingerprint_etag_equals_the_servers(bucket: Bucket, size: int):
     assert fingerprint.md5 == hashlib.md5(data).hexdigest()
 
 
+class Trickle(io.RawIOBase):
+    """A raw stream that returns short reads, as django-storages' gzip wrapper does."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        chunk = self.data.read(min(len(buffer), 777))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
+def test_fingerprint_is_the_same_for_short_reads_and_odd_part_sizes():
+    data = os.urandom(2 * MIB + 12345)
+    part_size = MIB + 3
+    parts = [data[i : i + part_size] for i in range(0, len(data), part_size)]
+    combined = hashlib.md5(b"".join(hashlib.md5(p).digest() for p in parts)).hexdigest()
+
+    for stream in (io.BytesIO(data), Trickle(data)):
+        fingerprint = stream_fingerprint(stream, MIB, part_size)
+        assert fingerprint.etag == f"{combined}-3"
+        assert fingerprint.size == len(data)
+
+
 def test_fingerprint_of_a_single_part_upload_is_the_md5():
     assert stream_fingerprint(io.BytesIO(b"hello"), 8 * MIB, 8 * MIB).etag == hashlib.md5(b"hello").hexdigest()
 
@@ -46,6 +73,23 @@ def test_fingerprint_of_a_single_part_upload_is_the_md5():
 )
 def test_request_kind(method, url, kind):
     assert request_kind(method, url) == kind
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "query", "kind"),
+    [
+        ("GET", "/b", "list-type=2&prefix=x", "LIST"),
+        ("GET", "/b", "prefix=x&marker=y", "LIST"),  # ListObjects v1, as some peers use
+        ("GET", "/b", "", "LIST"),
+        ("GET", "/b", "location", "GET"),
+        ("GET", "/b", "uploads", "GET"),
+        ("GET", "/b/key", "", "GET"),
+    ],
+)
+def test_the_test_server_counts_both_listing_versions_as_list(method, path, query, kind):
+    from tests.s3server import request_kind as server_request_kind
+
+    assert server_request_kind(method, path, query) == kind
 
 
 def test_counter_summary_orders_kinds():
