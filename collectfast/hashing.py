@@ -29,35 +29,29 @@ def file_md5(storage: Storage, path: str) -> str:
     return digest.hexdigest()
 
 
-def _read_part(stream: IO[bytes], size: int) -> bytes:
-    # Raw streams (gzip wrappers) may return short reads before the end.
-    chunks = []
-    wanted = size
-    while wanted:
-        chunk = stream.read(min(wanted, BLOCK_SIZE))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        wanted -= len(chunk)
-    return b"".join(chunks)
-
-
 def stream_fingerprint(stream: IO[bytes], multipart_threshold: int, part_size: int) -> Fingerprint:
     """Fingerprint the bytes of ``stream`` as an S3 upload with these transfer settings stores them.
 
     A single PUT gets the md5 as its ETag; a multipart upload (size >= threshold)
-    gets md5(concatenated part md5s) + "-<parts>".
+    gets md5(concatenated part md5s) + "-<parts>". Read in blocks that never
+    cross a part boundary, so a part never sits in memory whole.
     """
     whole = hashlib.md5(usedforsecurity=False)
+    part = hashlib.md5(usedforsecurity=False)
     part_digests: list[bytes] = []
-    size = 0
-    while True:
-        part = _read_part(stream, part_size)
-        if not part:
-            break
-        whole.update(part)
-        part_digests.append(hashlib.md5(part, usedforsecurity=False).digest())
-        size += len(part)
+    size = in_part = 0
+    # Raw streams (gzip wrappers) may return short reads before the end: only b"" ends it.
+    while block := stream.read(min(BLOCK_SIZE, part_size - in_part)):
+        whole.update(block)
+        part.update(block)
+        size += len(block)
+        in_part += len(block)
+        if in_part == part_size:
+            part_digests.append(part.digest())
+            part = hashlib.md5(usedforsecurity=False)
+            in_part = 0
+    if in_part:
+        part_digests.append(part.digest())
     md5 = whole.hexdigest()
     if size < multipart_threshold:
         return Fingerprint(md5=md5, size=size, etag=md5)
