@@ -121,6 +121,26 @@ def test_a_multipart_file_is_skipped_on_redeploy(s3_settings, bucket: Bucket, st
     assert bucket.objects()["video/big.bin"] == big[:-1] + b"!"
 
 
+def test_multipart_uploads_run_one_at_a_time_while_small_files_go_on(
+    s3_settings, bucket: Bucket, static_tree: StaticTree
+):
+    # Each holds up to 10 parts of 8 MiB in memory: a tree of many large files must not multiply that.
+    s3_settings.COLLECTFAST_THREADS = 8
+    for i in range(3):
+        static_tree.write(f"video/big-{i}.bin", os.urandom(9 * MIB))
+    for i in range(20):
+        static_tree.write(f"css/small-{i}.css", f".c{i} {{}}")
+    bucket.server.configure(delay_ms=30)
+    try:
+        collectstatic()
+    finally:
+        bucket.server.configure(delay_ms=0)
+
+    assert bucket.server.max_open_uploads() == 1
+    assert bucket.counts() == {"LIST": 1, "POST": 6, "PUT": 6 + 20}
+    assert bucket.objects() == static_tree.files()
+
+
 def test_location_prefix(settings, bucket: Bucket, static_tree: StaticTree):
     settings.STORAGES = {**settings.STORAGES, "staticfiles": s3_storage(bucket, location="assets/v1")}
     write_site(static_tree)

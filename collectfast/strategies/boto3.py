@@ -51,6 +51,10 @@ class WorkerStorages:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._session: Any = None
+        # s3transfer holds up to 10 parts of 8 MiB in memory per multipart upload, and
+        # sends them on threads of its own: one such upload at a time keeps memory
+        # bounded whatever the number of large files, and the bandwidth busy.
+        self.multipart_slot = threading.Semaphore(1)
 
     def for_this_thread(self, storage: Storage) -> S3Storage:
         worker = cast(S3Storage, copy.copy(storage))  # django-storages drops its connections when copied
@@ -68,11 +72,14 @@ class WorkerStorages:
         return worker
 
 
-def save_in_place(path: str, prefixed_path: str, local_storage: Storage, worker: S3Storage) -> str:
+def save_in_place(
+    path: str, prefixed_path: str, local_storage: Storage, worker: S3Storage, multipart_slot: threading.Semaphore
+) -> str:
     """Upload one file with a worker's storage, overwriting the key; return the name saved.
 
     Not save(): with AWS_S3_FILE_OVERWRITE = False it would pick another name, and
-    collectstatic overwrites in place, as stock does after its DELETE.
+    collectstatic overwrites in place, as stock does after its DELETE. Uploads
+    that s3transfer splits into parts wait for ``multipart_slot``.
     """
     config = worker.transfer_config
     single_part = local_storage.size(path) < config.multipart_threshold
@@ -82,7 +89,11 @@ def save_in_place(path: str, prefixed_path: str, local_storage: Storage, worker:
             if saved is not None:
                 return saved
             source.seek(0)
-        if not (single_part and config.use_threads):
+            single_part = False  # gzip made it reach the threshold
+        if not single_part:
+            with multipart_slot:
+                return str(worker._save(prefixed_path, File(source)))
+        if not config.use_threads:
             return str(worker._save(prefixed_path, File(source)))
         # s3transfer would start a thread pool of its own for this one small file.
         serial = copy.copy(config)
@@ -175,7 +186,7 @@ class Boto3Strategy(ListingStrategy[S3Storage]):
         return cast(Storage, self.workers.for_this_thread(storage))
 
     def copy_file(self, path: str, prefixed_path: str, local_storage: Storage, remote_storage: Storage) -> None:
-        save_in_place(path, prefixed_path, local_storage, cast(S3Storage, remote_storage))
+        save_in_place(path, prefixed_path, local_storage, cast(S3Storage, remote_storage), self.workers.multipart_slot)
 
     def should_copy_file(self, path: str, prefixed_path: str, local_storage: Storage) -> bool:
         key = self.remote_key(prefixed_path)

@@ -162,5 +162,5 @@ class S3ManifestStrategy(ManifestStrategy[S3Storage]):
     ) -> tuple[str, Stored | None]:
         storage = cast(S3Storage, remote_storage)
         self.recorder.watch(storage.connection.meta.client)
-        saved = save_in_place(path, prefixed_path, local_storage, storage)
+        saved = save_in_place(path, prefixed_path, local_storage, storage, self.objects.workers.multipart_slot)
         return saved, self.recorder.pop(self.objects.remote_key(saved))

@@ -39,7 +39,9 @@ class UploadAllStrategy(Strategy[Storage]):
         if self._s3_workers is not None:
             from collectfast.strategies.boto3 import save_in_place
 
-            save_in_place(path, prefixed_path, local_storage, cast(Any, remote_storage))
+            save_in_place(
+                path, prefixed_path, local_storage, cast(Any, remote_storage), self._s3_workers.multipart_slot
+            )
         elif isinstance(remote_storage, FileSystemStorage):
             replace_file(path, prefixed_path, local_storage, remote_storage)
         else:
