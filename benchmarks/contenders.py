@@ -35,7 +35,7 @@ class Contender:
     seed_by_self: bool = True
     scenarios: tuple[str, ...] = SCENARIOS
     # Run by default (None: all). Slow rows keep to the cells the targets need unless BENCH_FULL=1,
-    # so that ``make bench`` fits in a quarter of an hour on two cores.
+    # so that ``make bench`` stays under half an hour on two cores.
     default_scenarios: tuple[str, ...] | None = None
     unavailable: str | None = None
     python: Path | None = None
