@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import boto3
 from botocore.config import Config
 
+from tests import fixtures
 from tests.s3server import S3Server
 
 ACCESS_KEY = "collectfast-bench"
@@ -63,14 +63,8 @@ class Server:
 
 
 def make_client(endpoint_url: str) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint_url,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        region_name=REGION,
-        config=Config(max_pool_connections=20),
-    )
+    # The tests' client, with a pool as large as the benchmark's thread count.
+    return fixtures.make_client(endpoint_url, Config(max_pool_connections=20))
 
 
 def child_env(endpoint_url: str) -> dict[str, str]:

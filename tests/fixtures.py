@@ -66,14 +66,15 @@ class Bucket:
         return self.server.counts()
 
 
-def make_client(endpoint_url: str) -> Any:
+def make_client(endpoint_url: str, config: Config | None = None) -> Any:
+    """A client of the test server; by default without botocore's retries, so requests count exactly."""
     return boto3.client(
         "s3",
         endpoint_url=endpoint_url,
         aws_access_key_id=ACCESS_KEY,
         aws_secret_access_key=SECRET_KEY,
         region_name=REGION,
-        config=Config(retries={"total_max_attempts": 1}),
+        config=config or Config(retries={"total_max_attempts": 1}),
     )
 
 
