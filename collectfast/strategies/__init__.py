@@ -9,8 +9,9 @@ from django.core.files.storage import FileSystemStorage, Storage
 from django.utils.module_loading import import_string
 
 from collectfast.strategies.base import CachingHashStrategy, HashStrategy, Strategy
+from collectfast.strategies.base import DisabledStrategy as DisabledStrategy
 
-__all__ = ["CachingHashStrategy", "HashStrategy", "Strategy", "guess_strategy", "load_strategy"]
+__all__ = ["CachingHashStrategy", "DisabledStrategy", "HashStrategy", "Strategy", "guess_strategy", "load_strategy"]
 
 S3_STORAGE = "storages.backends.s3.S3Storage"
 BOTO3_STRATEGY = "collectfast.strategies.boto3.Boto3Strategy"

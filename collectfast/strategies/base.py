@@ -7,9 +7,10 @@ import copy
 import hashlib
 import logging
 import os
+import threading
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, NoReturn, TypeVar
 
 from django.core.cache import caches
 from django.core.files.storage import Storage
@@ -20,6 +21,8 @@ from collectfast.hashing import file_md5
 logger = logging.getLogger(__name__)
 
 _RemoteStorage = TypeVar("_RemoteStorage", bound=Storage)
+# One for every strategy: workers of any run may write to the same stream.
+_warn_lock = threading.Lock()
 
 
 def storage_identity(storage: Storage) -> str:
@@ -104,11 +107,28 @@ class Strategy(abc.ABC, Generic[_RemoteStorage]):
         return None
 
     def warn(self, message: str, category: type[Warning] = UserWarning) -> None:
-        """Report a problem the run survives: on the command's stderr, else as a Python warning."""
-        if self.warning_handler is not None:
-            self.warning_handler(message)
-        else:
-            warnings.warn(message, category, stacklevel=2)
+        """Report a problem the run survives: on the command's stderr, else as a Python warning.
+
+        Worker threads call this: one message is written at a time, never interleaved.
+        """
+        with _warn_lock:
+            if self.warning_handler is not None:
+                self.warning_handler(message)
+            else:
+                warnings.warn(message, category, stacklevel=2)
+
+
+class DisabledStrategy(Strategy[Storage]):
+    """Collectfast 2.2.0's strategy for "collectfast is off": never consulted.
+
+    Naming it in ``COLLECTFAST_STRATEGY`` runs Django's stock collectstatic.
+    """
+
+    def should_copy_file(self, path: str, prefixed_path: str, local_storage: Storage) -> NoReturn:
+        raise NotImplementedError
+
+    def pre_should_copy_hook(self) -> NoReturn:
+        raise NotImplementedError
 
 
 class HashStrategy(Strategy[_RemoteStorage], abc.ABC):
@@ -156,10 +176,11 @@ class CachingHashStrategy(HashStrategy[_RemoteStorage], abc.ABC):
 
     def should_copy_file(self, path: str, prefixed_path: str, local_storage: Storage) -> bool:
         local_hash = self.get_local_file_hash(path, local_storage)
-        remote_hash = self.get_cached_remote_file_hash(prefixed_path)
+        remote_hash = self.get_cached_remote_file_hash(path, prefixed_path)
         return local_hash != remote_hash
 
     def post_copy_hook(self, path: str, prefixed_path: str, local_storage: Storage) -> None:
+        super().post_copy_hook(path, prefixed_path, local_storage)
         # The new remote hash is learned on the next run; never trust a guess.
         self._invalidated.add(self.get_cache_key(prefixed_path))
 
@@ -168,7 +189,8 @@ class CachingHashStrategy(HashStrategy[_RemoteStorage], abc.ABC):
             self.cache.delete_many(sorted(self._invalidated))
             self._invalidated.clear()
 
-    def get_cached_remote_file_hash(self, prefixed_path: str) -> str | None:
+    def get_cached_remote_file_hash(self, path: str, prefixed_path: str) -> str | None:
+        """The remote md5 from the cache, looked up and cached on a miss (Collectfast 2.2.0's signature)."""
         cache_key = self.get_cache_key(prefixed_path)
         hash_: str | None | bool = self.cache.get(cache_key, False)
         if hash_ is False:
