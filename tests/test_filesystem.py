@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.cache import caches
-from django.core.files.storage import Storage
+from django.core.files import File
+from django.core.files.storage import FileSystemStorage, Storage
 from django.core.management.base import CommandError
 
 from collectfast.strategies.base import CachingHashStrategy, HashStrategy, Strategy
-from tests.fixtures import StaticTree, collectstatic
+from collectfast.strategies.filesystem import replace_file
+from tests.fixtures import Run, StaticTree, collectstatic
 
 CALLS: list[tuple[str, str]] = []
 
@@ -154,3 +158,76 @@ def test_link_still_works_locally(static_root: Path, static_tree: StaticTree):
     static_tree.write("a.css", "a")
     collectstatic("--link")
     assert (static_root / "a.css").is_symlink()
+
+
+class BreaksMidway(io.BytesIO):
+    """A source file whose second read fails, as a disk error would."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self.tell():
+            raise OSError("read error")
+        return super().read(4)
+
+
+class FailingSource(FileSystemStorage):
+    def _open(self, name: str, mode: str = "rb") -> File:
+        return File(BreaksMidway(b"new content, never complete"), name)
+
+
+def test_a_copy_that_fails_midway_leaves_no_temporary_file(tmp_path: Path) -> None:
+    destination = FileSystemStorage(location=tmp_path / "root")
+    destination.save("a.css", io.BytesIO(b"old"))
+    source = FailingSource(location=tmp_path / "source")
+
+    with pytest.raises(OSError, match="read error"):
+        replace_file("a.css", "a.css", source, destination)
+
+    assert os.listdir(tmp_path / "root") == ["a.css"]
+    assert (tmp_path / "root" / "a.css").read_bytes() == b"old"
+
+
+def describe(root: Path) -> dict[str, tuple[bool, bytes]]:
+    """Each collected path: whether it is a symlink, and its bytes."""
+    return {p.relative_to(root).as_posix(): (p.is_symlink(), p.read_bytes()) for p in root.rglob("*") if p.is_file()}
+
+
+def run_twice(settings: Any, root: Path, first: tuple[str, ...], second: tuple[str, ...], stock: bool) -> Run:
+    settings.STATIC_ROOT = str(root)
+    collectstatic(*first, disable_collectfast=stock)
+    return collectstatic(*second, disable_collectfast=stock)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "links"),
+    [(("--link",), (), False), ((), ("--link",), True)],
+    ids=["link-then-copy", "copy-then-link"],
+)
+def test_switching_link_mode_leaves_what_stock_leaves(
+    settings: Any, tmp_path: Path, static_tree: StaticTree, first: tuple[str, ...], second: tuple[str, ...], links: bool
+) -> None:
+    static_tree.write("a.css", "a")
+    static_tree.write("sub/b.js", "b")
+
+    stock = run_twice(settings, tmp_path / "stock", first, second, stock=True)
+    ours = run_twice(settings, tmp_path / "ours", first, second, stock=False)
+
+    assert describe(tmp_path / "ours") == describe(tmp_path / "stock")
+    assert {link for link, _ in describe(tmp_path / "ours").values()} == {links}
+    assert "2 static files" in stock.stdout and "2 static files" in ours.stdout
+
+
+def test_the_caching_strategy_replaces_links_its_cache_knows_as_files(
+    settings: Any, static_root: Path, static_tree: StaticTree
+) -> None:
+    settings.COLLECTFAST_STRATEGY = "collectfast.strategies.filesystem.CachingFileSystemStrategy"
+    caches["default"].clear()
+    static_tree.write("a.css", "a")
+    collectstatic()
+    collectstatic()  # caches the md5 of the copy
+    collectstatic("--link")
+
+    run = collectstatic()
+
+    assert "1 static file copied" in run.stdout
+    assert not (static_root / "a.css").is_symlink()
+    assert (static_root / "a.css").read_text() == "a"
