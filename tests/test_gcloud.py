@@ -11,7 +11,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import pytest
 
@@ -28,6 +28,7 @@ from storages.backends.gcloud import GoogleCloudStorage  # noqa: E402
 from collectfast.checks import check_settings  # noqa: E402
 from collectfast.strategies import guess_strategy  # noqa: E402
 from collectfast.strategies.gcloud import GoogleCloudStrategy  # noqa: E402
+from collectfast.strategies.upload_all import UploadAllStrategy  # noqa: E402
 from tests.fixtures import StaticTree, collectstatic  # noqa: E402
 from tests.gcsserver import GCSServer  # noqa: E402
 
@@ -517,3 +518,56 @@ def test_collectfast_works_without_google_cloud_storage_installed():
         [sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True, check=True
     )
     assert result.stdout.split() == ["collectfast.strategies.filesystem.FileSystemStrategy", "False"]
+
+
+class UploadAllRecordingStrategy(UploadAllStrategy):
+    """Records which client each upload used, and on which thread."""
+
+    used: ClassVar[list[tuple[int, int]]] = []
+
+    def copy_file(self, path: str, prefixed_path: str, local_storage: Any, remote_storage: Any) -> None:
+        super().copy_file(path, prefixed_path, local_storage, remote_storage)
+        type(self).used.append((threading.get_ident(), id(remote_storage._client)))
+
+
+def test_upload_all_workers_have_clients_of_their_own(gcs_settings, gcs_bucket: GCSBucket) -> None:
+    storage = GoogleCloudStorage(bucket_name=gcs_bucket.name, project_id=PROJECT, credentials=AnonymousCredentials())
+    strategy = UploadAllStrategy(storage)
+    main_client = storage.client  # as after any earlier use of the storage in this process
+    workers: list[GoogleCloudStorage] = []
+
+    def build() -> None:
+        workers.append(cast(GoogleCloudStorage, strategy.worker_storage(storage)))
+
+    threads = [threading.Thread(target=build) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    clients = [worker.client for worker in workers]
+    assert len({id(client) for client in clients}) == 4 and main_client not in clients
+    assert all(worker.bucket.client is worker.client for worker in workers)
+    assert {worker.bucket.name for worker in workers} == {gcs_bucket.name}
+    assert storage.bucket.client is main_client
+
+
+def test_upload_all_uploads_with_one_client_per_worker_thread(gcs_settings, gcs_bucket: GCSBucket, static_tree) -> None:
+    gcs_settings.COLLECTFAST_THREADS = 4
+    gcs_settings.COLLECTFAST_STRATEGY = "tests.test_gcloud.UploadAllRecordingStrategy"
+    UploadAllRecordingStrategy.used.clear()
+    for i in range(40):
+        static_tree.write(f"gen/{i}.css", f".c{i} {{}}")
+    main_client = staticfiles_storage.client  # the storage was used before this run
+
+    collectstatic()
+
+    used = UploadAllRecordingStrategy.used
+    assert len(used) == 40
+    clients_by_thread: dict[int, set[int]] = {}
+    for thread, client in used:
+        clients_by_thread.setdefault(thread, set()).add(client)
+    assert all(len(clients) == 1 for clients in clients_by_thread.values())
+    assert len({client for _, client in used}) == len(clients_by_thread) > 1
+    assert id(main_client) not in {client for _, client in used}
+    assert gcs_bucket.objects() == static_tree.files()

@@ -80,6 +80,20 @@ def _md5_and_size(stream: IO[bytes]) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+def worker_copy(storage: Storage) -> GoogleCloudStorage:
+    """A copy of the storage for one worker thread, with a client (and bucket) of its own, built on first use.
+
+    GoogleCloudStorage keeps the client and bucket it built lazily in plain
+    attributes, so a plain copy made once the storage was used would share the
+    main thread's client, whose requests session and credentials refresh are
+    not safe to use from several threads at once.
+    """
+    worker = cast(GoogleCloudStorage, copy.copy(storage))
+    worker._client = None
+    worker._bucket = None
+    return worker
+
+
 class GoogleCloudStrategy(ListingStrategy[GoogleCloudStorage]):
     """Learn remote md5s and sizes in bulk (one list request per 1,000 objects) and upload what differs.
 
@@ -163,16 +177,8 @@ class GoogleCloudStrategy(ListingStrategy[GoogleCloudStorage]):
         return bool(storage.gzip and content_type in storage.gzip_content_types and CONTENT_ENCODING not in params)
 
     def worker_storage(self, storage: Storage) -> Storage:
-        """A copy of the storage for one worker thread, with a client of its own whose requests are counted.
-
-        GoogleCloudStorage keeps the client and bucket it built lazily in plain
-        attributes, so a plain copy made after the listing would share the main
-        thread's client, whose requests session and credentials refresh are not
-        safe to use from several threads at once.
-        """
-        worker = cast(GoogleCloudStorage, copy.copy(storage))
-        worker._client = None
-        worker._bucket = None
+        """A copy of the storage for one worker thread, with a client of its own whose requests are counted."""
+        worker = worker_copy(storage)
         self.count_requests(worker.client)
         return cast(Storage, worker)
 

@@ -6,7 +6,7 @@ from typing import Any, cast
 
 from django.core.files.storage import FileSystemStorage, Storage
 
-from collectfast.strategies import S3_STORAGE, storage_is
+from collectfast.strategies import GCS_STORAGE, S3_STORAGE, storage_is
 from collectfast.strategies.base import Strategy
 from collectfast.strategies.filesystem import replace_file
 
@@ -33,6 +33,11 @@ class UploadAllStrategy(Strategy[Storage]):
     def worker_storage(self, storage: Storage) -> Storage:
         if self._s3_workers is not None:
             return cast(Storage, self._s3_workers.for_this_thread(storage))
+        if storage_is(storage, GCS_STORAGE):
+            # A plain copy would share the storage's client once it exists; google-cloud-storage is optional.
+            from collectfast.strategies.gcloud import worker_copy
+
+            return cast(Storage, worker_copy(storage))
         return super().worker_storage(storage)
 
     def copy_file(self, path: str, prefixed_path: str, local_storage: Storage, remote_storage: Storage) -> None:
