@@ -8,29 +8,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+from collectfast.errors import is_transient
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-_TRANSIENT_CODES = {
-    "InternalError",
-    "RequestTimeout",
-    "RequestTimeoutException",
-    "ServiceUnavailable",
-    "SlowDown",
-    "Throttling",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-}
-
-
-def is_transient(error: BaseException) -> bool:
-    """Throttling, 5xx and dropped connections are worth another try; anything else is not."""
-    if isinstance(error, ClientError):
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return status >= 500 or status == 429 or error.response.get("Error", {}).get("Code") in _TRANSIENT_CODES
-    return isinstance(error, (ConnectionError, HTTPClientError))
 
 
 @dataclass
@@ -49,10 +30,18 @@ class WorkerPool:
     whatever each thread keeps, such as its own storage client).
     """
 
-    def __init__(self, threads: int, retries: int = 2, backoff: float = 0.5) -> None:
+    def __init__(
+        self,
+        threads: int,
+        retries: int = 2,
+        backoff: float = 0.5,
+        transient: Callable[[BaseException], bool] = is_transient,
+    ) -> None:
         self.threads = threads
         self.retries = retries
         self.backoff = backoff
+        self.transient = transient
+        self.stopped = False
         self._executor: ThreadPoolExecutor | None = None
 
     def attempt(self, work: Callable[[T], R], task: T) -> Outcome[T, R]:
@@ -60,10 +49,14 @@ class WorkerPool:
             try:
                 return Outcome(task, result=work(task))
             except Exception as error:
-                if attempt == self.retries or not is_transient(error):
+                if attempt == self.retries or self.stopped or not self.transient(error):
                     return Outcome(task, error=error)
                 time.sleep(self.backoff * 2**attempt)
         raise AssertionError("unreachable")
+
+    def stop(self) -> None:
+        """Start no more tasks in the current batch; those already running still report."""
+        self.stopped = True
 
     def close(self) -> None:
         """Wait for the threads to finish their current task and stop them."""
@@ -72,8 +65,12 @@ class WorkerPool:
             self._executor = None
 
     def run(self, tasks: Iterable[T], work: Callable[[T], R]) -> Iterator[Outcome[T, R]]:
+        """Yield the outcome of every task started; after :meth:`stop`, tasks not started are left out."""
+        self.stopped = False
         if self.threads <= 1:
             for task in tasks:
+                if self.stopped:
+                    return
                 yield self.attempt(work, task)
             return
         if self._executor is None:
@@ -86,8 +83,12 @@ class WorkerPool:
                 if len(pending) >= window:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     yield from (future.result() for future in done)
+                if self.stopped:
+                    break
                 pending.add(executor.submit(self.attempt, work, task))
             while pending:
+                if self.stopped:
+                    pending = {future for future in pending if not future.cancel()}
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 yield from (future.result() for future in done)
         except GeneratorExit:

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from django.contrib.staticfiles.storage import HashedFilesMixin, ManifestFilesMixin
 from django.contrib.staticfiles.utils import matches_patterns
+from django.core.exceptions import ImproperlyConfigured
 from django.core.files.storage import Storage
 
 if TYPE_CHECKING:
-    from collectfast.management.commands.collectstatic import Command, Task
+    from collectfast.deploy import Deploy, Task
     from collectfast.staging import StagedStorage
 
 Found = Mapping[str, tuple[Storage, str]]
@@ -32,6 +33,10 @@ class KnowsRemoteSizes(Protocol):
 
     def remote_size(self, prefixed_path: str) -> int | None: ...
 
+    def stores_as_is(self, prefixed_path: str) -> bool:
+        """Whether an upload to ``prefixed_path`` stores the local bytes unchanged (not gzipped)."""
+        ...
+
 
 def unwrap(storage: Storage) -> Storage:
     """The storage behind Django's lazy ``staticfiles_storage``."""
@@ -43,7 +48,7 @@ def can_stage(storage: Storage) -> bool:
     """Whether the post-processing of ``storage`` can run locally and be uploaded by collectfast."""
     try:
         from storages.backends.s3 import S3Storage
-    except ImportError:
+    except (ImportError, ImproperlyConfigured):  # django-storages without boto3 raises the latter
         return False
     storage = unwrap(storage)
     if not (isinstance(storage, HashedFilesMixin) and isinstance(storage, S3Storage)):
@@ -52,9 +57,9 @@ def can_stage(storage: Storage) -> bool:
     return not isinstance(storage, ManifestFilesMixin) or storage.manifest_storage is storage
 
 
-def staged_post_process(command: Command, storage: Storage) -> Callable[..., Iterator[Result]] | None:
+def staged_post_process(deploy: Deploy, storage: Storage) -> Callable[..., Iterator[Result]] | None:
     """What the command runs instead of ``storage.post_process``, or None to run that after the uploads."""
-    return StagedPostProcess(command, unwrap(storage)).post_process if can_stage(storage) else None
+    return StagedPostProcess(deploy, unwrap(storage)).post_process if can_stage(storage) else None
 
 
 def content_addressed(storage: Storage, hashed_files: Mapping[str, str]) -> set[str]:
@@ -70,8 +75,8 @@ def content_addressed(storage: Storage, hashed_files: Mapping[str, str]) -> set[
 class StagedPostProcess:
     """The ``post_process`` of one run: stage, then upload originals, staged files and the manifest."""
 
-    def __init__(self, command: Command, storage: Storage) -> None:
-        self.command = command
+    def __init__(self, deploy: Deploy, storage: Storage) -> None:
+        self.deploy = deploy
         self.storage = storage
         self.skipped: set[str] = set()
         self.overwritten: set[str] = set()
@@ -96,13 +101,12 @@ class StagedPostProcess:
         names = staged.staged_names()
         manifest = staged.stored_name_of(staged.manifest_name) if isinstance(staged, ManifestFilesMixin) else None
         files = [name for name in names if name != manifest]
-        self.command.drain(
-            later_paths=names,
-            after="The other files were uploaded; no post-processed file was, and the old manifest stays live.",
+        self.deploy.drain(
+            later_paths=names, after="No post-processed file was uploaded, and the old manifest stays live."
         )
-        self.overwritten = set(files).intersection(self.command.copied_files)
+        self.overwritten = set(files).intersection(self.deploy.copied)
         self.in_place_if_sized = content_addressed(self.storage, staged.hashed_files)
-        self.upload(staged, files, "The other files were uploaded; the manifest was not, so the old one stays live.")
+        self.upload(staged, files, "The manifest was not uploaded, so the old one stays live.")
         if manifest in names:
             self.upload(staged, [manifest], "Every file it names is in place; the old manifest stays live.")
         self.adopt(staged)
@@ -110,38 +114,38 @@ class StagedPostProcess:
 
     def upload(self, staged: StagedStorage, names: list[str], after: str) -> None:
         tasks: list[Task] = [(name, name, staged.staged_files) for name in names]
-        self.command.run_batch(tasks, self.decide_and_upload, self.record, after=after)
+        self.deploy.run_batch(tasks, self.decide_and_upload, self.record, after=after)
 
     def decide_and_upload(self, task: Task) -> bool:
-        """Runs in a worker, like ``Command.process_task``."""
+        """Runs in a worker, like ``Deploy.process_task``."""
         path, name, staged_files = task
-        strategy = self.command.strategy
-        assert strategy is not None
         if name in self.overwritten:
             # Uploaded as an original in this run: what the strategy learned about it is stale.
-            if not self.command.dry_run:
-                strategy.copy_file(path, name, staged_files, self.command.worker_storage())
+            if not self.deploy.dry_run:
+                self.deploy.upload(path, name, staged_files)
             return True
+        strategy = self.deploy.strategy
         if (
             name in self.in_place_if_sized
             and isinstance(strategy, KnowsRemoteSizes)
+            # A gzipped object's size says nothing of the local bytes: let the strategy judge it.
+            and strategy.stores_as_is(name)
             and strategy.remote_size(name) == staged_files.size(path)
         ):
             return False
-        return self.command.process_task(task)
+        return self.deploy.process_task(task)
 
     def record(self, task: Task, *, copied: bool) -> None:
         path, name, staged_files = task
-        strategy = self.command.strategy
-        assert strategy is not None
+        strategy = self.deploy.strategy
         if not copied:
             self.skipped.add(name)
-            self.command.log(f"Skipping '{name}' (not modified)", level=2)
+            self.deploy.log(f"Skipping '{name}' (not modified)", 2)
             strategy.on_skip_hook(path, name, staged_files)
-        elif self.command.dry_run:
-            self.command.log(f"Pretending to upload '{name}'", level=1)
+        elif self.deploy.dry_run:
+            self.deploy.log(f"Pretending to upload '{name}'", 1)
         else:
-            self.command.log(f"Uploading '{name}'", level=2)
+            self.deploy.log(f"Uploading '{name}'", 2)
             strategy.post_copy_hook(path, name, staged_files)
 
     def as_stock(self, staged: StagedStorage, result: Result) -> Result:

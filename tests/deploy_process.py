@@ -1,10 +1,11 @@
 """One deploy in a process of its own, for the concurrent-deploy tests.
 
-    python -m tests.deploy_process --endpoint URL --bucket NAME --static DIR [--barrier DIR --parties N]
+    python -m tests.deploy_process --endpoint URL --bucket NAME --static DIR [--static DIR...]
+        [--barrier DIR --parties N] [--strategy PATH] [--cache DIR]
 
 Configures Django for the test S3 server, waits (with ``--barrier``) until
 ``--parties`` processes are ready so that they start together, runs
-collectstatic with the manifest strategy and prints its output.
+collectstatic (by default with the manifest strategy) and prints its output.
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ def configure(args: argparse.Namespace) -> None:
     from botocore.config import Config
     from django.conf import settings
 
+    cache = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "TIMEOUT": None}
+    if args.cache:
+        cache = {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": args.cache}
     settings.configure(
         SECRET_KEY="collectfast-deploy-process",
         INSTALLED_APPS=["collectfast", "django.contrib.staticfiles"],
         STATIC_URL="/static/",
         STATIC_ROOT=tempfile.mkdtemp(),
-        STATICFILES_DIRS=[args.static],
-        CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "TIMEOUT": None}},
+        STATICFILES_DIRS=args.static,
+        CACHES={"default": cache},
         STORAGES={
             "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
             "staticfiles": {
@@ -45,7 +49,7 @@ def configure(args: argparse.Namespace) -> None:
                 },
             },
         },
-        COLLECTFAST_STRATEGY="collectfast.strategies.manifest.S3ManifestStrategy",
+        COLLECTFAST_STRATEGY=args.strategy,
         COLLECTFAST_MANIFEST_MODE=args.mode,
         COLLECTFAST_THREADS=args.threads,
     )
@@ -65,7 +69,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--endpoint", required=True)
     parser.add_argument("--bucket", required=True)
-    parser.add_argument("--static", required=True)
+    parser.add_argument("--static", required=True, action="append")
+    parser.add_argument("--strategy", default="collectfast.strategies.manifest.S3ManifestStrategy")
+    parser.add_argument("--cache", help="a FileBasedCache folder (default: a per-process cache)")
     parser.add_argument("--mode", default="verified")
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--barrier", type=Path)

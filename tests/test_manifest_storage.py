@@ -314,16 +314,16 @@ def test_a_post_processing_error_is_djangos_and_the_old_manifest_stays_live(
 @pytest.mark.parametrize(
     ("failing", "aftermath", "retry"),
     [
-        # Retried: what failed, what was never tried, then the manifest. The cached listing
-        # still holds when nothing was uploaded; after an upload the retry lists again.
+        # Retried: what failed, what was never tried, then the manifest. An attempted upload
+        # drops the cached listing, even one that failed: the retry lists again.
         (
             "original",
-            "The other files were uploaded; no post-processed file was, and the old manifest stays live.",
-            {"PUT": 5},
+            "No post-processed file was uploaded, and the old manifest stays live.",
+            {"LIST": 1, "PUT": 5},
         ),
         (
             "hashed",
-            "The other files were uploaded; the manifest was not, so the old one stays live.",
+            "The manifest was not uploaded, so the old one stays live.",
             {"LIST": 1, "PUT": 2},
         ),
         ("manifest", "Every file it names is in place; the old manifest stays live.", {"LIST": 1, "PUT": 1}),

@@ -11,8 +11,10 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from collectfast.conf import settings as collectfast_settings
 from collectfast.counting import RequestCounter, request_kind
+from collectfast.errors import is_transient
 from collectfast.hashing import stream_fingerprint
-from collectfast.pool import WorkerPool, is_transient
+from collectfast.pool import WorkerPool
+from collectfast.strategies import boto3 as _s3_backend  # noqa: F401  (registers the S3 error classifier)
 from tests.fixtures import Bucket
 
 MIB = 1024 * 1024

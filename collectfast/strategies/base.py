@@ -63,9 +63,15 @@ class Strategy(abc.ABC, Generic[_RemoteStorage]):
         self.remote_storage = remote_storage
 
     @classmethod
-    def fits(cls, storage: Storage) -> bool:
-        """Whether this strategy understands ``storage``; used for the default and system checks."""
+    def fits_class(cls, storage_class: type[Storage]) -> bool:
+        """Whether this strategy understands storages of ``storage_class``; the system checks ask this."""
         return True
+
+    @classmethod
+    def fits(cls, storage: Storage) -> bool:
+        """Whether this strategy understands ``storage``; collectstatic asks this. Derived from the class."""
+        # __class__, not type(): staticfiles_storage is a LazyObject that proxies __class__.
+        return cls.fits_class(storage.__class__)
 
     @abc.abstractmethod
     def should_copy_file(self, path: str, prefixed_path: str, local_storage: Storage) -> bool:
@@ -83,6 +89,13 @@ class Strategy(abc.ABC, Generic[_RemoteStorage]):
 
     def pre_should_copy_hook(self) -> None:
         """Called before each call to :meth:`should_copy_file`."""
+
+    def forget(self, prefixed_path: str) -> None:
+        """Called in the worker just before ``prefixed_path`` is uploaded.
+
+        State kept between runs that describes the old remote bytes must go now:
+        a run killed mid-upload never reaches :meth:`finish`.
+        """
 
     def worker_storage(self, storage: Storage) -> Storage:
         """The copy of the storage one worker thread uploads with; called once, on that thread."""
@@ -152,6 +165,8 @@ class CachingHashStrategy(HashStrategy[_RemoteStorage], abc.ABC):
 
     uses_cache = True
     cache_optional = False
+    #: False for ``collectstatic --no-cache``: look remote checksums up afresh, and cache them again.
+    read_cache = True
 
     def __init__(self, remote_storage: _RemoteStorage) -> None:
         super().__init__(remote_storage)
@@ -179,6 +194,9 @@ class CachingHashStrategy(HashStrategy[_RemoteStorage], abc.ABC):
         remote_hash = self.get_cached_remote_file_hash(path, prefixed_path)
         return local_hash != remote_hash
 
+    def forget(self, prefixed_path: str) -> None:
+        self.invalidate_cached_hash(prefixed_path)
+
     def post_copy_hook(self, path: str, prefixed_path: str, local_storage: Storage) -> None:
         super().post_copy_hook(path, prefixed_path, local_storage)
         # The new remote hash is learned on the next run; never trust a guess.
@@ -192,7 +210,7 @@ class CachingHashStrategy(HashStrategy[_RemoteStorage], abc.ABC):
     def get_cached_remote_file_hash(self, path: str, prefixed_path: str) -> str | None:
         """The remote md5 from the cache, looked up and cached on a miss (Collectfast 2.2.0's signature)."""
         cache_key = self.get_cache_key(prefixed_path)
-        hash_: str | None | bool = self.cache.get(cache_key, False)
+        hash_: str | None | bool = self.cache.get(cache_key, False) if self.read_cache else False
         if hash_ is False:
             hash_ = self.get_remote_file_hash(prefixed_path)
             if hash_ is not None:

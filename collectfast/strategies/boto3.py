@@ -7,7 +7,16 @@ import re
 import threading
 from typing import IO, Any, cast
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    HTTPClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
 from django.core.files import File
 from django.core.files.storage import Storage
 from django.core.management.base import CommandError
@@ -15,10 +24,36 @@ from s3transfer.utils import ChunksizeAdjuster
 from storages.backends.s3 import S3Storage
 from storages.utils import clean_name
 
+from collectfast import errors
 from collectfast.hashing import Fingerprint, stream_fingerprint
 from collectfast.strategies.listing import ListingStrategy
 
 _PLAIN_MD5 = re.compile(r"^[0-9a-f]{32}$")
+
+
+_TRANSIENT_CODES = {
+    "InternalError",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "ServiceUnavailable",
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+}
+_CREDENTIAL_CODES = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "TokenRefreshRequired",
+}
+_REFUSED_CODES = {"AccessDenied", "AllAccessDisabled", "AccountProblem", "403"}
+
+
+def _code(error: ClientError) -> tuple[int, str]:
+    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+    return status, str(error.response.get("Error", {}).get("Code", ""))
 
 
 def s3_error_message(storage: S3Storage, action: str, error: Exception) -> str:
@@ -26,18 +61,65 @@ def s3_error_message(storage: S3Storage, action: str, error: Exception) -> str:
     bucket = storage.bucket_name
     where = storage.endpoint_url or "AWS S3"
     if isinstance(error, ClientError):
-        code = error.response.get("Error", {}).get("Code", "")
+        _, code = _code(error)
         if code == "NoSuchBucket":
             return (
                 f"The bucket {bucket!r} does not exist at {where}. Create it, or set the "
                 "bucket_name OPTION of STORAGES['staticfiles'] (AWS_STORAGE_BUCKET_NAME) to an existing bucket."
             )
-        if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
+        if code in _CREDENTIAL_CODES:
+            return (
+                f"{action} in bucket {bucket!r} at {where} was refused ({code}): the credentials are wrong or "
+                "expired. Check access_key and secret_key (AWS_S3_ACCESS_KEY_ID / AWS_S3_SECRET_ACCESS_KEY) "
+                "or the environment's AWS credentials."
+            )
+        if code in _REFUSED_CODES:
             return (
                 f"{action} in bucket {bucket!r} at {where} was refused ({code}). Check the credentials, "
                 "and that they allow s3:ListBucket, s3:GetObject and s3:PutObject on the bucket."
             )
+    if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
+        return (
+            f"{action} in bucket {bucket!r} at {where} needs AWS credentials, and none were found ({error}). "
+            "Set access_key and secret_key in STORAGES['staticfiles'] OPTIONS, or the environment's AWS credentials."
+        )
+    if isinstance(error, (EndpointConnectionError, ConnectTimeoutError)):
+        return (
+            f"{action} in bucket {bucket!r}: {where} could not be reached ({error}). Check endpoint_url "
+            "(AWS_S3_ENDPOINT_URL) and the network."
+        )
     return f"{action} in bucket {bucket!r} at {where} failed: {error}"
+
+
+def diagnose_s3(error: BaseException, storage: Any) -> errors.Diagnosis | None:
+    """What a boto3 error means for the whole deploy (see collectfast.errors)."""
+
+    def shared(cause: str, stop_after: int = 1, transient: bool = False) -> errors.Diagnosis:
+        if isinstance(storage, S3Storage) and isinstance(error, Exception):
+            explanation = s3_error_message(storage, "Uploading", error)
+        else:
+            explanation = f"{type(error).__name__}: {error}"
+        return errors.Diagnosis(transient, cause, stop_after, explanation)
+
+    if isinstance(error, ClientError):
+        status, code = _code(error)
+        if code == "NoSuchBucket":
+            return shared("bucket")
+        if code in _CREDENTIAL_CODES:
+            return shared("credentials")
+        if code in _REFUSED_CODES or status == 403:
+            return shared("access", stop_after=3)
+        return errors.Diagnosis(transient=status >= 500 or status == 429 or code in _TRANSIENT_CODES)
+    if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
+        return shared("credentials")
+    if isinstance(error, (EndpointConnectionError, ConnectTimeoutError)):
+        return shared("endpoint", stop_after=3, transient=True)
+    if isinstance(error, (BotoConnectionError, HTTPClientError)):
+        return errors.Diagnosis(transient=True)
+    return None
+
+
+errors.register(diagnose_s3)
 
 
 class WorkerStorages:
@@ -138,8 +220,8 @@ class Boto3Strategy(ListingStrategy[S3Storage]):
     delete_not_found_exception = (ClientError,)
 
     @classmethod
-    def fits(cls, storage: Storage) -> bool:
-        return isinstance(storage, S3Storage)
+    def fits_class(cls, storage_class: type[Storage]) -> bool:
+        return issubclass(storage_class, S3Storage)
 
     def delete_remote(self, keys: list[str]) -> None:
         storage = self.remote_storage
@@ -200,13 +282,21 @@ class Boto3Strategy(ListingStrategy[S3Storage]):
         local = self.local_fingerprint(path, local_storage, params)
         return (local.etag, local.size) != remote
 
+    def gzips(self, params: dict[str, Any]) -> bool:
+        """Whether django-storages gzips an upload with these write parameters."""
+        storage = self.remote_storage
+        return bool(
+            storage.gzip and params["ContentType"] in storage.gzip_content_types and "ContentEncoding" not in params
+        )
+
+    def stores_as_is(self, prefixed_path: str) -> bool:
+        return not self.gzips(self.remote_storage._get_write_parameters(self.remote_key(prefixed_path)))
+
     def local_fingerprint(self, path: str, local_storage: Storage, params: dict[str, Any]) -> Fingerprint:
         """The ETag and size S3 reports after django-storages uploads this local file."""
         storage = self.remote_storage
         config = storage.transfer_config
-        gzipped = (
-            storage.gzip and params["ContentType"] in storage.gzip_content_types and "ContentEncoding" not in params
-        )
+        gzipped = self.gzips(params)
         adjuster = ChunksizeAdjuster()
         with local_storage.open(path, "rb") as source:
             if gzipped:

@@ -12,13 +12,22 @@ import re
 from typing import IO, Any, cast
 from urllib.parse import urlsplit
 
+import requests
 from django.core.files import File
 from django.core.files.storage import Storage
 from django.core.management.base import CommandError
-from google.api_core.exceptions import Forbidden, GoogleAPIError, NotFound, Unauthorized
+from google.api_core.exceptions import (
+    Forbidden,
+    GoogleAPIError,
+    NotFound,
+    ServerError,
+    TooManyRequests,
+    Unauthorized,
+)
 from google.auth.exceptions import GoogleAuthError
 from storages.backends.gcloud import CONTENT_ENCODING, CONTENT_TYPE, GoogleCloudStorage
 
+from collectfast import errors
 from collectfast.counting import RequestCounter
 from collectfast.hashing import BLOCK_SIZE
 from collectfast.strategies.listing import ListingStrategy
@@ -50,6 +59,33 @@ def gcs_error_message(storage: GoogleCloudStorage, action: str, error: Exception
             "OPTION of STORAGES['staticfiles'] (GS_CREDENTIALS), or configure Application Default Credentials."
         )
     return f"{action} in bucket {bucket!r} at {where} failed: {error}"
+
+
+def diagnose_gcs(error: BaseException, storage: Any) -> errors.Diagnosis | None:
+    """What a google-cloud-storage error means for the whole deploy (see collectfast.errors)."""
+
+    def shared(cause: str, stop_after: int = 1, transient: bool = False) -> errors.Diagnosis:
+        if isinstance(storage, GoogleCloudStorage):
+            explanation = gcs_error_message(storage, "Uploading", cast(Exception, error))
+        else:
+            explanation = f"{type(error).__name__}: {error}"
+        return errors.Diagnosis(transient, cause, stop_after, explanation)
+
+    if isinstance(error, NotFound):
+        # An upload creates its object: only a missing bucket answers 404.
+        return shared("bucket")
+    if isinstance(error, (Forbidden, Unauthorized)):
+        return shared("access", stop_after=3)
+    if isinstance(error, GoogleAuthError):
+        return shared("credentials")
+    if isinstance(error, (ServerError, TooManyRequests)):
+        return errors.Diagnosis(transient=True)
+    if isinstance(error, requests.ConnectionError):
+        return shared("endpoint", stop_after=3, transient=True)
+    return None
+
+
+errors.register(diagnose_gcs)
 
 
 def _hex_md5(md5_hash: str | None) -> str:
@@ -112,8 +148,8 @@ class GoogleCloudStrategy(ListingStrategy[GoogleCloudStorage]):
         self._counted_hooks: list[list[Any]] = []
 
     @classmethod
-    def fits(cls, storage: Storage) -> bool:
-        return isinstance(storage, GoogleCloudStorage)
+    def fits_class(cls, storage_class: type[Storage]) -> bool:
+        return issubclass(storage_class, GoogleCloudStorage)
 
     def list_remote(self) -> dict[str, tuple[str, int]]:
         storage = self.remote_storage
@@ -165,6 +201,9 @@ class GoogleCloudStrategy(ListingStrategy[GoogleCloudStorage]):
                 # The same compressor django-storages uploads with, so the bytes are identical.
                 return _md5_and_size(self.remote_storage._compress_content(source))
             return _md5_and_size(source)
+
+    def stores_as_is(self, prefixed_path: str) -> bool:
+        return not self.gzipped(self.remote_key(prefixed_path))
 
     def gzipped(self, key: str) -> bool:
         """Whether ``GoogleCloudStorage._save`` compresses what it uploads to ``key``: its rule, step by step."""

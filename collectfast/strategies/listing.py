@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import threading
 import uuid
 from collections.abc import Sequence
 from typing import Any, TypeVar, cast
@@ -32,6 +33,8 @@ class ListingStrategy(CachingHashStrategy[_Storage], abc.ABC):
         super().__init__(remote_storage)
         self._remote: dict[str, tuple[str, int]] = {}
         self.listed_keys = 0
+        self._forget_lock = threading.Lock()
+        self._listing_forgotten = False
 
     @abc.abstractmethod
     def list_remote(self) -> dict[str, tuple[str, int]]:
@@ -59,16 +62,25 @@ class ListingStrategy(CachingHashStrategy[_Storage], abc.ABC):
         return f"{location}/" if location else ""
 
     def start(self, prefixed_paths: Sequence[str], *, dry_run: bool = False, cleared: bool = False) -> None:
-        if cleared and not dry_run:
-            self._remote = {}  # clear_remote() just emptied the location
+        if cleared:
+            self._remote = {}  # clear_remote() just emptied the location, or pretended to
+            if not dry_run:
+                self.cache.delete(self.listing_cache_key())
             return
-        cached = None if cleared else self.cached_listing()
+        cached = self.cached_listing() if self.read_cache else None
         if cached is not None:
             self._remote = cached
             return
         self._remote = self.list_remote()
         if not dry_run:
             self.cache_listing(self._remote)
+
+    def forget(self, prefixed_path: str) -> None:
+        # Once, before the first upload: after it the cached listing no longer describes the bucket.
+        with self._forget_lock:
+            if not self._listing_forgotten:
+                self.cache.delete(self.listing_cache_key())
+                self._listing_forgotten = True
 
     def finish(self, *, succeeded: bool, dry_run: bool = False) -> None:
         if self._invalidated:

@@ -7,7 +7,7 @@ One read at the start of a run, one conditional write at the end. See
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.core.files.storage import Storage
@@ -15,6 +15,7 @@ from django.core.management.base import CommandError
 from storages.backends.s3 import S3Storage
 from storages.utils import clean_name
 
+from collectfast import errors
 from collectfast.manifest import Stored
 from collectfast.s3uploads import UploadRecorder
 from collectfast.strategies.boto3 import Boto3Strategy, s3_error_message, save_in_place
@@ -45,8 +46,8 @@ class S3ManifestStrategy(ManifestStrategy[S3Storage]):
         self.recorder = UploadRecorder()
 
     @classmethod
-    def fits(cls, storage: Storage) -> bool:
-        return isinstance(storage, S3Storage)
+    def fits_class(cls, storage_class: type[Storage]) -> bool:
+        return issubclass(storage_class, S3Storage)
 
     @property
     def client(self) -> Any:
@@ -93,11 +94,18 @@ class S3ManifestStrategy(ManifestStrategy[S3Storage]):
             code = error.response.get("Error", {}).get("Code", "")
             if code in ("NoSuchKey", "404"):
                 return None
-            if code == "NoSuchBucket":
-                raise CommandError(s3_error_message(storage, "Reading the manifest", error)) from error
-            raise ManifestUnavailable(s3_error_message(storage, f"Reading {self.manifest_location}", error)) from error
+            self._raise_unreadable(error)
         except BotoCoreError as error:
-            raise ManifestUnavailable(s3_error_message(storage, f"Reading {self.manifest_location}", error)) from error
+            self._raise_unreadable(error)
+        return None
+
+    def _raise_unreadable(self, error: Exception) -> NoReturn:
+        storage = self.remote_storage
+        message = s3_error_message(storage, f"Reading {self.manifest_location}", error)
+        if errors.diagnose(error, storage).shared_cause in ("bucket", "credentials", "endpoint"):
+            # Every upload would fail the same way: stop now rather than try each file.
+            raise CommandError(message) from error
+        raise ManifestUnavailable(message) from error
 
     def write_manifest(self, data: bytes, *, replaces: str | None, conditional: bool = True) -> str:
         storage = self.remote_storage
@@ -153,7 +161,7 @@ class S3ManifestStrategy(ManifestStrategy[S3Storage]):
         storage = self.remote_storage
         params: dict[str, Any] = storage._get_write_parameters(self.objects.remote_key(name))
         # django-storages decides on gzip in _save(), from these same parameters.
-        if storage.gzip and params["ContentType"] in storage.gzip_content_types and "ContentEncoding" not in params:
+        if self.objects.gzips(params):
             params["ContentEncoding"] = "gzip"
         return params
 

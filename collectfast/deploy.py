@@ -1,0 +1,269 @@
+"""One collectstatic run: the queued files, the pool that decides and uploads them, failures and counts.
+
+The management command is an adapter from Django's ``collectstatic`` hooks to a
+:class:`Deploy`; post-processing (collectfast.postprocess) works on it too.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.files.storage import Storage
+from django.core.management.base import CommandError
+
+from collectfast import counting, errors
+from collectfast.pool import Outcome, WorkerPool
+from collectfast.strategies import Strategy, guess_strategy
+
+#: ``(path, prefixed_path, source storage)``, as collectstatic hands each found file over.
+Task = tuple[str, str, Storage]
+Log = Callable[[str, int], None]
+Warn = Callable[[str], None]
+
+#: Failures named one by one before the rest are only counted.
+NAMED_FAILURES = 10
+
+
+@dataclass
+class Failure:
+    task: Task
+    error: Exception
+    diagnosis: errors.Diagnosis
+
+
+@dataclass
+class Tally:
+    """Files of this run so far, by what became of them."""
+
+    queued: int = 0
+    uploaded: int = 0
+    unchanged: int = 0
+    failed: int = 0
+
+    def closing_sentence(self, *, dry_run: bool) -> str:
+        """What was and was not uploaded, in one sentence: the last of any failure report."""
+        not_tried = self.queued - self.uploaded - self.unchanged - self.failed
+        rest = f"{self.unchanged} already in place, {self.failed} failed, {not_tried} not tried."
+        if dry_run:
+            return f"Dry run, nothing was uploaded: of {self.queued} files {self.uploaded} would have been, {rest}"
+        if not self.uploaded:
+            return f"No file was uploaded: of {self.queued} files {rest}"
+        return f"Uploaded {self.uploaded} of {self.queued} files; {rest}"
+
+
+@dataclass
+class Deploy:
+    """Decide and upload a run's files through ``strategy``, in a pool; report failures once, truthfully."""
+
+    strategy: Strategy[Any]
+    storage: Storage
+    log: Log
+    warn: Warn
+    dry_run: bool = False
+    cleared: bool = False
+    threads: int = 1
+    retries: int = 2
+    debug: bool = False
+    #: Destination paths uploaded and found unchanged, in the finder's order (the command's own lists).
+    copied: list[str] = field(default_factory=list)
+    unmodified: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _load_backend(self.storage)
+        self.tasks: list[Task] = []
+        self.tally = Tally()
+        self.requests = counting.RequestCounter()
+        self.counting_requests = False
+        self.pool = WorkerPool(self.threads, retries=self.retries, transient=self.is_transient)
+        self._local = threading.local()
+        self._drained = False
+
+    def is_transient(self, error: BaseException) -> bool:
+        return errors.diagnose(error, self.storage).transient
+
+    def begin(self) -> None:
+        counting.activate(self.requests)
+        self.counting_requests = counting.instrument_storage(self.storage)
+
+    def queue(self, path: str, prefixed_path: str, source_storage: Storage) -> None:
+        self.tasks.append((path, prefixed_path, source_storage))
+
+    def drain(self, later_paths: Sequence[str] = (), after: str = "Post-processing did not run.") -> None:
+        """Decide and upload every queued file; raise naming what failed.
+
+        ``later_paths`` are decided in later batches (post-processed files): the strategy learns them now.
+        """
+        if self._drained:
+            return
+        self._drained = True
+        paths = [task[1] for task in self.tasks]
+        self.strategy.start([*paths, *later_paths], dry_run=self.dry_run, cleared=self.cleared)
+        tasks, self.tasks = self.tasks, []
+        self.run_batch(tasks, self.process_task, self.record, after=after)
+
+    def run_batch(
+        self, tasks: list[Task], work: Callable[[Task], bool], record: Callable[..., None], *, after: str
+    ) -> None:
+        """Run ``work`` on every task in the pool; ``record(task, copied=...)`` each success, in the tasks' order.
+
+        Stops early once failures show a cause that concerns every file. Raises
+        CommandError naming the failures; ``after`` says what that leaves undone.
+        """
+        self.tally.queued += len(tasks)
+        failures: list[Failure] = []
+        stop: Failure | None = None
+        shared: dict[str, int] = {}
+        finished: dict[int, Outcome[tuple[int, Task], bool]] = {}
+        following = 0
+        for outcome in self.pool.run(list(enumerate(tasks)), lambda item: work(item[1])):
+            finished[outcome.task[0]] = outcome
+            if outcome.error is not None:
+                failure = self._failure(outcome.task[1], outcome.error)
+                failures.append(failure)
+                cause = failure.diagnosis.shared_cause
+                if cause is not None and stop is None:
+                    shared[cause] = shared.get(cause, 0) + 1
+                    if shared[cause] >= failure.diagnosis.stop_after:
+                        stop = failure
+                        self.pool.stop()
+            # Successes are recorded (and logged) in the tasks' order, as stock logs them.
+            while following in finished:
+                self._settle(finished.pop(following), record)
+                following += 1
+        for index in sorted(finished):
+            self._settle(finished[index], record)
+        if stop is not None and isinstance(stop.error, ImproperlyConfigured):
+            raise stop.error  # as stock raises it: the same exception, the same words
+        if failures:
+            raise CommandError(self.describe_failures(failures, stop, after=after))
+
+    def _failure(self, task: Task, error: Exception) -> Failure:
+        self.tally.failed += 1
+        return Failure(task, error, errors.diagnose(error, self.storage))
+
+    def _settle(self, outcome: Outcome[tuple[int, Task], bool], record: Callable[..., None]) -> None:
+        if outcome.error is not None:
+            return
+        copied = bool(outcome.result)
+        if copied:
+            self.tally.uploaded += 1
+        else:
+            self.tally.unchanged += 1
+        record(outcome.task[1], copied=copied)
+
+    def process_task(self, task: Task) -> bool:
+        """Runs in a worker: decide, then upload with this thread's own storage client."""
+        path, prefixed_path, source_storage = task
+        if not self.cleared:
+            self.strategy.pre_should_copy_hook()
+            if not self.strategy.should_copy_file(path, prefixed_path, source_storage):
+                return False
+        # After --clear the location is empty (or, in a dry run, pretends to be): every file goes up.
+        if not self.dry_run:
+            self.upload(path, prefixed_path, source_storage)
+        return True
+
+    def upload(self, path: str, prefixed_path: str, source_storage: Storage) -> None:
+        self.strategy.forget(prefixed_path)
+        self.strategy.copy_file(path, prefixed_path, source_storage, self.worker_storage())
+
+    def worker_storage(self) -> Storage:
+        # boto3 resources and sessions are not thread-safe: each thread gets its own copy.
+        storage: Storage | None = getattr(self._local, "storage", None)
+        if storage is None:
+            storage = self.strategy.worker_storage(self.storage)
+            counting.instrument_storage(storage)
+            self._local.storage = storage
+        return storage
+
+    def record(self, task: Task, *, copied: bool) -> None:
+        path, prefixed_path, source_storage = task
+        if not copied:
+            self.unmodified.append(prefixed_path)
+            self.log(f"Skipping '{path}' (not modified)", 2)
+            self.strategy.on_skip_hook(path, prefixed_path, source_storage)
+            return
+        self.copied.append(prefixed_path)
+        if self.dry_run:
+            self.log(f"Pretending to copy '{source_path(path, source_storage)}'", 1)
+        else:
+            self.log(f"Copying '{source_path(path, source_storage)}'", 2)
+            self.strategy.post_copy_hook(path, prefixed_path, source_storage)
+
+    def describe_failures(self, failures: list[Failure], stop: Failure | None, *, after: str) -> str:
+        lines: list[str] = []
+        named = failures
+        if stop is not None:
+            same = [f for f in failures if f.diagnosis.shared_cause == stop.diagnosis.shared_cause]
+            lines.append(f"collectfast stopped: {stop.diagnosis.explanation or describe_error(stop.error)}")
+            lines.append(f"  {len(same)} {plural(len(same), 'file')} failed this way: {names(same)}")
+            named = [f for f in failures if f.diagnosis.shared_cause != stop.diagnosis.shared_cause]
+            if named:
+                lines.append(f"  and {len(named)} failed otherwise:")
+        else:
+            lines.append(f"collectfast could not upload {len(failures)} of {self.tally.queued} files:")
+        for failure in sorted(named, key=lambda f: f.task[1])[:NAMED_FAILURES]:
+            lines.append(f"  {failure.task[1]}: {describe_error(failure.error)}")
+            if self.debug:
+                trace = "".join(traceback.format_exception(failure.error))
+                lines.extend("    " + line for line in trace.splitlines())
+        if len(named) > NAMED_FAILURES:
+            lines.append(f"  ... and {len(named) - NAMED_FAILURES} more.")
+        hint = "" if self.debug else " Set COLLECTFAST_DEBUG = True for tracebacks."
+        lines.append(f"{after} Fix the cause and run collectstatic again; files already in place are skipped.{hint}")
+        lines.append(self.tally.closing_sentence(dry_run=self.dry_run))
+        return "\n".join(lines)
+
+    def finish(self, *, succeeded: bool, failure: BaseException | None = None) -> None:
+        """Stop the pool and let the strategy save what it keeps; never hide ``failure``, the run's own error."""
+        try:
+            self.pool.close()
+            self.strategy.finish(succeeded=succeeded, dry_run=self.dry_run)
+        except Exception as error:
+            if failure is None:
+                raise
+            # Both are reported: the run's own failure stays the one raised.
+            if isinstance(failure, CommandError):
+                failure.args = (f"{failure}\nThen, while finishing: {describe_error(error)}",)
+            else:
+                self.warn(f"While finishing after the failure: {describe_error(error)}")
+        finally:
+            counting.activate(None)
+
+    def summary(self) -> str:
+        parts = [self.requests.summary()] if self.counting_requests else []
+        extra = self.strategy.requests_summary()
+        return " ".join([*parts, *([extra] if extra else [])])
+
+
+def _load_backend(storage: Storage) -> None:
+    """Import the built-in strategy module of the storage's family, so its error classifier is registered."""
+    path = guess_strategy(storage)
+    if path is not None:
+        importlib.import_module(path.rpartition(".")[0])
+
+
+def describe_error(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def names(failures: list[Failure]) -> str:
+    shown = ", ".join(f.task[1] for f in failures[:3])
+    return shown + (f" and {len(failures) - 3} more" if len(failures) > 3 else "")
+
+
+def plural(n: int, word: str) -> str:
+    return word if n == 1 else f"{word}s"
+
+
+def source_path(path: str, source_storage: Storage) -> str:
+    try:
+        return source_storage.path(path)
+    except NotImplementedError:
+        return path

@@ -1,0 +1,269 @@
+"""Failure paths against the real S3 server: one clear error, fail fast, a true closing sentence, no wrong skip."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.staticfiles.finders import get_finders
+from django.core.cache import caches
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import CommandError
+
+from collectfast.strategies.boto3 import Boto3Strategy
+from tests.fixtures import Bucket, StaticTree, collectstatic, s3_storage
+
+UPLOAD_ALL = "collectfast.strategies.upload_all.UploadAllStrategy"
+MANIFEST = "collectfast.strategies.manifest.S3ManifestStrategy"
+
+
+def write_files(tree: StaticTree, n: int, prefix: str = "f", content: str = "") -> None:
+    for i in range(n):
+        tree.write(f"{prefix}/{i:03}.txt", f"{prefix} {i} {content}")
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_unset_static_root_raises_as_stock_once(settings, static_tree: StaticTree):
+    settings.STATIC_ROOT = None
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    write_files(static_tree, 130)
+
+    with pytest.raises(ImproperlyConfigured) as stock:
+        collectstatic("--disable-collectfast")
+    with pytest.raises(ImproperlyConfigured) as ours:
+        collectstatic()
+
+    assert str(ours.value) == str(stock.value)
+    assert "STATIC_ROOT" in str(ours.value)
+
+
+def test_access_denied_on_every_upload_stops_after_a_few(s3_settings, settings, bucket: Bucket, static_tree):
+    settings.COLLECTFAST_STRATEGY = UPLOAD_ALL
+    write_files(static_tree, 200)
+    bucket.server.add_fault("PUT", "", status=403, code="AccessDenied")
+
+    with pytest.raises(CommandError) as error:
+        collectstatic()
+
+    message = str(error.value)
+    # Three failures the same way stop it; the workers already busy finish their one upload.
+    assert bucket.counts()["PUT"] <= 3 + settings.COLLECTFAST_THREADS
+    assert message.count("was refused (AccessDenied)") == 1
+    assert message.startswith("collectfast stopped: Uploading in bucket")
+    assert len(message.splitlines()) <= 6
+    assert message.splitlines()[-1].startswith("No file was uploaded: of 200 files 0 already in place")
+    assert bucket.list_keys() == []
+
+
+@pytest.mark.parametrize("strategy", [UPLOAD_ALL, MANIFEST])
+def test_an_unreachable_endpoint_is_reported_once(settings, bucket: Bucket, static_tree: StaticTree, strategy):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": s3_storage(bucket, endpoint_url=f"http://127.0.0.1:{closed_port()}"),
+    }
+    settings.COLLECTFAST_STRATEGY = strategy
+    settings.COLLECTFAST_MANIFEST_MODE = "trusting"
+    settings.COLLECTFAST_RETRIES = 0
+    write_files(static_tree, 200)
+
+    with pytest.raises(CommandError) as error:
+        collectstatic()
+
+    message = str(error.value)
+    assert message.count("could not be reached") == 1
+    assert "endpoint_url" in message
+    assert len(message.splitlines()) <= 6
+
+
+def test_many_failures_are_summarised_and_the_others_finish(s3_settings, settings, bucket: Bucket, static_tree):
+    settings.COLLECTFAST_RETRIES = 0
+    write_files(static_tree, 30, prefix="bad")
+    write_files(static_tree, 10, prefix="good")
+    bucket.server.add_fault("PUT", "bad/", status=500, code="InternalError")
+
+    with pytest.raises(CommandError) as error:
+        collectstatic()
+
+    lines = str(error.value).splitlines()
+    assert lines[0] == "collectfast could not upload 30 of 40 files:"
+    assert [line.split(":")[0].strip() for line in lines[1:11]] == [f"bad/{i:03}.txt" for i in range(10)]
+    assert lines[11] == "  ... and 20 more."
+    assert lines[-1] == "Uploaded 10 of 40 files; 0 already in place, 30 failed, 0 not tried."
+    assert bucket.list_keys() == [f"good/{i:03}.txt" for i in range(10)]
+
+
+class FailingFinishStrategy(Boto3Strategy):
+    def finish(self, *, succeeded: bool, dry_run: bool = False) -> None:
+        raise RuntimeError("the cache is down")
+
+
+def test_an_error_while_finishing_never_hides_the_failed_uploads(s3_settings, settings, bucket, static_tree):
+    settings.COLLECTFAST_STRATEGY = f"{__name__}.FailingFinishStrategy"
+    write_files(static_tree, 3)
+    bucket.server.add_fault("PUT", "f/001", status=403, code="AccessDenied")
+
+    with pytest.raises(CommandError) as error:
+        collectstatic()
+
+    message = str(error.value)
+    assert "f/001.txt: AccessDenied" in message
+    assert message.endswith("Then, while finishing: RuntimeError: the cache is down")
+
+
+def test_clear_dry_run_makes_the_decisions_clear_makes(s3_settings, bucket: Bucket, static_tree: StaticTree):
+    write_files(static_tree, 20)
+    collectstatic()
+    static_tree.write("f/003.txt", "changed")
+    bucket.server.reset()
+
+    dry = collectstatic("--clear", "--dry-run")
+    assert "20 static files copied" in dry.stdout
+    assert set(bucket.counts()) <= {"LIST"}
+
+    real = collectstatic("--clear")
+    assert "20 static files copied" in real.stdout
+    assert bucket.objects() == static_tree.files()
+
+
+def test_no_cache_ignores_a_cached_listing_and_caches_a_new_one(s3_settings, bucket: Bucket, static_tree):
+    write_files(static_tree, 5)
+    collectstatic()
+    collectstatic()  # nothing changed: the listing is cached
+    bucket.client.put_object(Bucket=bucket.name, Key="f/002.txt", Body=b"changed behind collectfast's back")
+    bucket.server.reset()
+
+    assert "0 static files copied, 5 unmodified. No remote requests." in collectstatic().stdout
+    run = collectstatic("--no-cache")
+
+    assert "1 static file copied, 4 unmodified. 1 LIST, 1 PUT." in run.stdout
+    assert bucket.objects() == static_tree.files()
+
+
+def two_folders(settings: Any, tmp_path: Path) -> tuple[StaticTree, StaticTree]:
+    """Two STATICFILES_DIRS: the finder lists every file of the first before any of the second."""
+    first, second = StaticTree(tmp_path / "first"), StaticTree(tmp_path / "second")
+    settings.STATICFILES_DIRS = [str(first.root), str(second.root)]
+    return first, second
+
+
+def test_per_file_lines_come_in_the_finders_order(s3_settings, settings, bucket: Bucket, tmp_path: Path):
+    first, second = two_folders(settings, tmp_path)
+    first.write("big.bin", b"x" * (6 * 1024 * 1024))  # first found, last uploaded
+    write_files(second, 20)
+    found = [path for finder in get_finders() for path, _ in finder.list([])]
+
+    run = collectstatic(verbosity=2)
+
+    copied = [line.split("'")[1] for line in run.stdout.splitlines() if line.startswith("Copying")]
+    assert [Path(path).relative_to(tmp_path).as_posix().split("/", 1)[1] for path in copied] == found
+
+
+def test_a_killed_run_leaves_no_cached_listing_that_hides_its_upload(
+    s3_settings, settings, bucket: Bucket, tmp_path: Path
+):
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(tmp_path / "c")}
+    }
+    first, second = two_folders(settings, tmp_path)
+    first.write("a.css", "v1")
+    write_files(second, 30)
+    collectstatic()
+    collectstatic()  # nothing changed: the listing of v1 is cached
+    first.write("a.css", "v2")
+    write_files(second, 30, content="changed")
+    v2 = hashlib.md5(b"v2").hexdigest()
+
+    bucket.server.configure(delay_ms=200)
+    deploy = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.deploy_process",
+            *("--endpoint", bucket.server.endpoint_url, "--bucket", bucket.name, "--threads", "1"),
+            *("--static", str(first.root), "--static", str(second.root)),
+            *("--strategy", "collectfast.strategies.boto3.Boto3Strategy", "--cache", str(tmp_path / "c")),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while bucket.etag("a.css") != v2:
+            assert deploy.poll() is None and time.monotonic() < deadline, "a.css v2 never landed"
+        deploy.send_signal(signal.SIGKILL)
+        deploy.wait()
+    finally:
+        bucket.server.configure(delay_ms=0)
+        if deploy.poll() is None:
+            deploy.kill()
+            deploy.wait()
+    first.write("a.css", "v1")  # a local rollback to the bytes the cached listing knew
+    caches["default"].close()
+
+    run = collectstatic(verbosity=2)
+
+    assert "Copying" in run.stdout and "a.css" in run.stdout
+    assert bucket.objects()["a.css"] == b"v1"
+
+
+@pytest.mark.parametrize("strategy", [None, MANIFEST])
+def test_turning_gzip_on_resends_hashed_copies_gzipped_too(settings, bucket: Bucket, static_tree, strategy):
+    settings.COLLECTFAST_STRATEGY = strategy
+    storage = {**s3_storage(bucket), "BACKEND": "storages.backends.s3.S3ManifestStaticStorage"}
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": storage}
+    static_tree.write("css/app.css", "body { color: red }\n" * 20)
+    collectstatic()
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {**storage, "OPTIONS": {**storage["OPTIONS"], "gzip": True}},
+    }
+    caches["default"].clear()
+
+    collectstatic()
+
+    css = [key for key in bucket.list_keys() if key.endswith(".css")]
+    assert len(css) == 2
+    for key in css:
+        assert bucket.client.head_object(Bucket=bucket.name, Key=key).get("ContentEncoding") == "gzip", key
+
+
+def test_disabled_strategy_runs_stock_collectstatic(s3_settings, settings, bucket: Bucket, static_tree):
+    from collectfast.strategies import DisabledStrategy
+
+    settings.COLLECTFAST_STRATEGY = DisabledStrategy
+    write_files(static_tree, 3)
+
+    run = collectstatic()
+
+    assert run.stdout.strip().endswith("3 static files copied.")  # no request counts: stock ran
+    assert "HEAD" in bucket.counts()  # stock asks about each file
+    assert bucket.objects() == static_tree.files()
+
+
+def test_no_fitting_strategy_is_announced_once(settings, static_tree: StaticTree):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.core.files.storage.InMemoryStorage"},
+    }
+    write_files(static_tree, 2)
+
+    run = collectstatic(skip_checks=False)
+
+    assert run.stderr.count("collectfast.W001") == 1
+    assert "no built-in strategy fits" not in run.stderr
+    assert "no built-in strategy fits" in collectstatic().stderr  # the checks were skipped: said once, here
