@@ -50,8 +50,8 @@ class FileSystemStrategy(HashStrategy[FileSystemStorage]):
     """Compare each file's md5 with the copy already in ``STATIC_ROOT``."""
 
     @classmethod
-    def fits(cls, storage: Storage) -> bool:
-        return isinstance(storage, FileSystemStorage)
+    def fits_class(cls, storage_class: type[Storage]) -> bool:
+        return issubclass(storage_class, FileSystemStorage)
 
     def should_copy_file(self, path: str, prefixed_path: str, local_storage: Storage) -> bool:
         return self.is_link(prefixed_path) or super().should_copy_file(path, prefixed_path, local_storage)
