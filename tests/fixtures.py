@@ -8,14 +8,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from django.core.management import call_command
 
 from tests.s3server import S3Server
+
+if TYPE_CHECKING:
+    from botocore.config import Config
 
 ACCESS_KEY = "collectfast-test"
 SECRET_KEY = "collectfast-test-secret"
@@ -68,6 +69,10 @@ class Bucket:
 
 def make_client(endpoint_url: str, config: Config | None = None) -> Any:
     """A client of the test server; by default without botocore's retries, so requests count exactly."""
+    # Imported here so that the core tests (no boto3 installed) can use the other fixtures.
+    import boto3
+    from botocore.config import Config
+
     return boto3.client(
         "s3",
         endpoint_url=endpoint_url,
@@ -115,6 +120,8 @@ def static_tree(tmp_path: Path, settings: Any) -> StaticTree:
 
 
 def s3_storage(bucket: Bucket, **options: Any) -> dict[str, Any]:
+    from botocore.config import Config
+
     return {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
