@@ -1,30 +1,42 @@
 """System checks, run by ``collectstatic`` before it starts (tag ``staticfiles``).
 
+They decide from the settings and the storage class alone: no storage is created, no request
+is made and no static file is listed, so ``check``, ``migrate`` and ``runserver`` never depend
+on a reachable bucket.
+
 Ids, never reused:
 
 - E001 collectfast is listed after django.contrib.staticfiles.
 - E002 a COLLECTFAST_* setting has the wrong type or value.
-- E003 COLLECTFAST_STRATEGY does not import, or is not a Strategy.
+- E003 COLLECTFAST_STRATEGY does not import or is not a Strategy, or an extra it or the storage needs is missing.
 - E004 COLLECTFAST_STRATEGY does not fit the configured storage.
 - E005 COLLECTFAST_CACHE is not an alias in CACHES.
+- E006 STORAGES['staticfiles']['BACKEND'] does not import.
 - W001 no strategy fits the configured storage: stock collectstatic runs.
 - W002 a strategy that needs a lasting cache, with threads, uses a per-process cache.
 - W003 the cache's TIMEOUT would expire checksums mid-deploy.
-- W004 the cache's MAX_ENTRIES would evict checksums mid-deploy.
+- W004 the cache's MAX_ENTRIES would evict checksums mid-deploy (at run time: cache_capacity_warning()).
+- W005 an unknown COLLECTFAST_* setting (a typo).
+- W006 a Collectfasta (COLLECTFASTA_*) setting, which collectfast ignores.
+- W007 AWS_PRELOAD_METADATA, which nothing reads any more.
+- W008 STATICFILES_STORAGE, which Django ignores since 5.1.
 """
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from django.apps import apps
+from django.conf import STATICFILES_STORAGE_ALIAS
 from django.conf import settings as django_settings
-from django.contrib.staticfiles.finders import get_finders
 from django.core.checks import CheckMessage, Error, Warning
 from django.core.exceptions import ImproperlyConfigured
+from django.core.files.storage import Storage
+from django.utils.module_loading import import_string
 
 from collectfast.conf import SETTINGS, setting_error, settings
-from collectfast.strategies import Strategy, guess_strategy, load_strategy
+from collectfast.strategies import MissingExtra, Strategy, dotted_name, guess_strategy, load_strategy, missing_extra
 
 PER_PROCESS_CACHES = {
     "django.core.cache.backends.locmem.LocMemCache",
@@ -35,6 +47,17 @@ CULLING_CACHES = {
     "django.core.cache.backends.db.DatabaseCache",
 }
 MIN_CACHE_TIMEOUT = 3600
+BOTO3_STRATEGY = "collectfast.strategies.boto3.Boto3Strategy"
+BUILTIN_STRATEGIES = {
+    BOTO3_STRATEGY,
+    "collectfast.strategies.manifest.S3ManifestStrategy",
+    "collectfast.strategies.gcloud.GoogleCloudStrategy",
+    "collectfast.strategies.filesystem.FileSystemStrategy",
+    "collectfast.strategies.filesystem.CachingFileSystemStrategy",
+    "collectfast.strategies.upload_all.UploadAllStrategy",
+}
+CHOOSE_HINT = "Use a built-in strategy such as 'collectfast.strategies.boto3.Boto3Strategy', "
+UNSET_HINT = "or unset COLLECTFAST_STRATEGY to let collectfast choose."
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
@@ -43,13 +66,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         error = setting_error(name)
         if error:
             messages.append(Error(error, hint=f"Fix or remove {name} in your settings.", id="collectfast.E002"))
-    if messages:
-        return messages
-    strategy, strategy_messages = _check_strategy()
-    messages += strategy_messages
-    if strategy is not None and strategy.uses_cache:
-        messages += _check_cache(strategy)
-    return messages
+    if not messages:
+        strategy, strategy_messages = _check_strategy()
+        messages += strategy_messages
+        if strategy is not None and strategy.uses_cache:
+            messages += _check_cache(strategy)
+    return messages + _check_names()
 
 
 def _check_app_order() -> list[CheckMessage]:
@@ -66,14 +88,37 @@ def _check_app_order() -> list[CheckMessage]:
     return []
 
 
-def _check_strategy() -> tuple[type[Strategy[Any]] | None, list[CheckMessage]]:
-    from django.contrib.staticfiles.storage import staticfiles_storage
+def _storage_class() -> tuple[type[Storage] | None, list[CheckMessage]]:
+    """The class of STORAGES['staticfiles'], imported but never instantiated (that may reach the bucket)."""
+    config = getattr(django_settings, "STORAGES", {}).get(STATICFILES_STORAGE_ALIAS)
+    if not config or "BACKEND" not in config:
+        return None, []  # Django names the missing storage itself, once something uses it.
+    backend = config["BACKEND"]
+    try:
+        storage_class: type[Storage] = import_string(backend)
+        return storage_class, []
+    except (ImportError, ImproperlyConfigured) as error:
+        extra = missing_extra(backend, error)
+        if extra is not None:
+            message = f"STORAGES['staticfiles'] uses {backend}, which needs collectfast's {extra!r} extra: {error}"
+            return None, [Error(message, hint=MissingExtra("", extra).install, id="collectfast.E003")]
+        return None, [
+            Error(
+                f"STORAGES['staticfiles']['BACKEND'] {backend!r} does not import: {error}",
+                hint="Fix the dotted path, or install the package that provides it.",
+                id="collectfast.E006",
+            )
+        ]
 
+
+def _check_strategy() -> tuple[type[Strategy[Any]] | None, list[CheckMessage]]:
+    storage_class, messages = _storage_class()
+    if storage_class is None:
+        return None, messages
+    storage_name = dotted_name(storage_class)
     path = settings.strategy
-    storage_class = staticfiles_storage.__class__
-    storage_name = f"{storage_class.__module__}.{storage_class.__qualname__}"
     if path is None:
-        path = guess_strategy(staticfiles_storage)
+        path = guess_strategy(storage_class)
         if path is None:
             return None, [
                 Warning(
@@ -85,21 +130,16 @@ def _check_strategy() -> tuple[type[Strategy[Any]] | None, list[CheckMessage]]:
             ]
     try:
         strategy = load_strategy(path)
+    except MissingExtra as error:
+        return None, [Error(str(error), hint=f"Install it: {error.install}", id="collectfast.E003")]
     except ImproperlyConfigured as error:
-        return None, [
-            Error(
-                str(error),
-                hint="Use a built-in strategy such as 'collectfast.strategies.boto3.Boto3Strategy', "
-                "or unset COLLECTFAST_STRATEGY to let collectfast choose.",
-                id="collectfast.E003",
-            )
-        ]
-    if not strategy.fits(staticfiles_storage):
+        return None, [Error(str(error), hint=CHOOSE_HINT + UNSET_HINT, id="collectfast.E003")]
+    if not strategy.fits_class(storage_class):
         return strategy, [
             Error(
-                f"COLLECTFAST_STRATEGY {path!r} does not work with the staticfiles storage {storage_name}.",
-                hint="Pick the strategy written for that storage, or unset COLLECTFAST_STRATEGY "
-                "to let collectfast choose.",
+                f"COLLECTFAST_STRATEGY {dotted_name(path)!r} does not work with the staticfiles storage "
+                f"{storage_name}.",
+                hint="Pick the strategy written for that storage, " + UNSET_HINT,
                 id="collectfast.E004",
             )
         ]
@@ -142,23 +182,75 @@ def _check_cache(strategy: type[Strategy[Any]]) -> list[CheckMessage]:
                 id="collectfast.W003",
             )
         )
-    # Listing strategies keep one entry per 1,000 files; per-file strategies one per file.
-    if backend in CULLING_CACHES and not strategy.cache_optional:
-        max_entries = int(config.get("OPTIONS", {}).get("MAX_ENTRIES", 300))
-        files = _count_static_files()
-        if max_entries < files:
-            messages.append(
-                Warning(
-                    f"COLLECTFAST_CACHE {alias!r} holds at most {max_entries} entries (MAX_ENTRIES) but there are "
-                    f"{files} static files: checksums would be evicted mid-deploy.",
-                    hint=f"Set CACHES[{alias!r}]['OPTIONS']['MAX_ENTRIES'] above {files}, "
-                    "or use a cache that does not cull (Redis, Memcached).",
-                    id="collectfast.W004",
-                )
-            )
     return messages
 
 
-def _count_static_files() -> int:
-    config: Any = apps.get_app_config("staticfiles")
-    return sum(1 for finder in get_finders() for _ in finder.list(list(config.ignore_patterns)))
+def cache_capacity_warning(strategy: type[Strategy[Any]], n_files: int) -> str | None:
+    """collectfast.W004 for a run of ``n_files`` files, or None: counting them is collectstatic's walk, not a check's.
+
+    Listing strategies keep one cache entry per 1,000 files; per-file ones (cache_optional False) one per file.
+    """
+    alias = settings.cache
+    config = getattr(django_settings, "CACHES", {}).get(alias, {})
+    if not strategy.uses_cache or strategy.cache_optional or config.get("BACKEND") not in CULLING_CACHES:
+        return None
+    max_entries = int(config.get("OPTIONS", {}).get("MAX_ENTRIES", 300))
+    if n_files <= max_entries:
+        return None
+    return (
+        f"COLLECTFAST_CACHE {alias!r} holds at most {max_entries} entries (MAX_ENTRIES) but there are {n_files} "
+        f"static files: checksums are evicted mid-deploy and looked up again (collectfast.W004). "
+        f"Set CACHES[{alias!r}]['OPTIONS']['MAX_ENTRIES'] above {n_files}, "
+        "or use a cache that does not cull (Redis, Memcached)."
+    )
+
+
+def _check_names() -> list[CheckMessage]:
+    """Settings that look like they configure collectfast but do nothing."""
+    messages: list[CheckMessage] = []
+    for name in sorted(n for n in dir(django_settings) if n.startswith(("COLLECTFAST_", "COLLECTFASTA_"))):
+        if name.startswith("COLLECTFASTA_"):
+            messages.append(_collectfasta_warning(name))
+        elif name not in SETTINGS:
+            closest = difflib.get_close_matches(name, SETTINGS, n=1)
+            hint = f"Did you mean {closest[0]}?" if closest else f"collectfast's settings: {', '.join(SETTINGS)}."
+            messages.append(
+                Warning(f"{name} is not a collectfast setting: it has no effect.", hint=hint, id="collectfast.W005")
+            )
+    if hasattr(django_settings, "AWS_PRELOAD_METADATA"):
+        messages.append(
+            Warning(
+                "AWS_PRELOAD_METADATA has no effect: django-storages ignores it and collectfast does not need it.",
+                hint="Remove AWS_PRELOAD_METADATA.",
+                id="collectfast.W007",
+            )
+        )
+    if hasattr(django_settings, "STATICFILES_STORAGE"):
+        backend = getattr(django_settings, "STORAGES", {}).get(STATICFILES_STORAGE_ALIAS, {}).get("BACKEND")
+        messages.append(
+            Warning(
+                f"STATICFILES_STORAGE is ignored since Django 5.1: STORAGES['staticfiles'] replaces it, "
+                f"and collectstatic uses {backend}.",
+                hint="Move its value to STORAGES['staticfiles']['BACKEND'], then remove STATICFILES_STORAGE.",
+                id="collectfast.W008",
+            )
+        )
+    return messages
+
+
+def _collectfasta_warning(name: str) -> CheckMessage:
+    equivalent = "COLLECTFAST_" + name.removeprefix("COLLECTFASTA_")
+    hint = f"Rename it to {equivalent}." if equivalent in SETTINGS else "Remove it: collectfast has no equivalent."
+    if name == "COLLECTFASTA_STRATEGY":
+        path = _strategy_for(getattr(django_settings, name))
+        hint = f"Replace it with {equivalent} = {path!r}, or remove it: " if path else "Remove it: "
+        hint += f"collectfast picks the strategy that fits the storage (set {equivalent} to override)."
+    return Warning(f"{name} is a Collectfasta setting: collectfast ignores it.", hint=hint, id="collectfast.W006")
+
+
+def _strategy_for(collectfasta_path: Any) -> str | None:
+    """collectfast's strategy for a Collectfasta one: the same module and name, else Boto3Strategy for S3."""
+    path = str(collectfasta_path).replace("collectfasta.", "collectfast.", 1)
+    if path in BUILTIN_STRATEGIES:
+        return path
+    return BOTO3_STRATEGY if path.startswith("collectfast.strategies.boto3.") else None

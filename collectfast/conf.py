@@ -35,7 +35,7 @@ SETTINGS: dict[str, _Setting] = {
     for s in (
         _Setting("COLLECTFAST_ENABLED", True, (bool,), "True or False"),
         _Setting("COLLECTFAST_DEBUG", False, (bool,), "True or False"),
-        _Setting("COLLECTFAST_STRATEGY", None, (str, type(None)), "a dotted path to a Strategy class, or None"),
+        _Setting("COLLECTFAST_STRATEGY", None, (str, type, type(None)), "a Strategy class or its dotted path, or None"),
         _Setting("COLLECTFAST_CACHE", "default", (str,), "the alias of a cache in CACHES", _non_empty),
         _Setting("COLLECTFAST_CACHE_KEY_PREFIX", "collectfast06_asset_", (str,), "a string"),
         # Collectfast 2.2.0 took False for "no threads"; bool is an int, so it still validates.
@@ -87,8 +87,8 @@ class Settings:
         return bool(_get("COLLECTFAST_DEBUG"))
 
     @property
-    def strategy(self) -> str | None:
-        value: str | None = _get("COLLECTFAST_STRATEGY")
+    def strategy(self) -> str | type[Any] | None:
+        value: str | type[Any] | None = _get("COLLECTFAST_STRATEGY")
         return value
 
     @property

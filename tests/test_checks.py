@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
 from io import StringIO
 
 import pytest
@@ -9,6 +15,7 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
 from collectfast.checks import check_settings
+from collectfast.strategies import Strategy, load_strategy
 from tests.fixtures import Bucket, StaticTree, s3_storage
 
 S3 = "storages.backends.s3.S3Storage"
@@ -115,38 +122,48 @@ def test_w003_short_timeout(s3_static):
     assert "collectfast.W003" not in ids()
 
 
-def test_w004_max_entries_below_the_number_of_files(settings, static_tree: StaticTree, tmp_path):
+def test_checks_never_walk_the_static_files(settings, static_tree: StaticTree, tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a system check listed the static files")
+
+    monkeypatch.setattr("django.contrib.staticfiles.finders.FileSystemFinder.list", refuse)
+    monkeypatch.setattr("django.contrib.staticfiles.finders.AppDirectoriesFinder.list", refuse)
     settings.COLLECTFAST_STRATEGY = CACHING_FS
-    for i in range(5):
-        static_tree.write(f"{i}.css", "x")
-    cache = {
+    static_tree.write("a.css", "x")
+    settings.CACHES = {"default": culling_cache(tmp_path, max_entries=3)}
+    assert ids() == []
+
+
+def culling_cache(tmp_path, max_entries: int) -> dict:
+    return {
         "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
         "LOCATION": str(tmp_path / "cache"),
         "TIMEOUT": None,
-        "OPTIONS": {"MAX_ENTRIES": 3},
+        "OPTIONS": {"MAX_ENTRIES": max_entries},
     }
-    settings.CACHES = {"default": cache}
-    messages = check_settings()
-    assert [m.id for m in messages] == ["collectfast.W004"]
-    assert "5 static files" in messages[0].msg
-    cache["OPTIONS"]["MAX_ENTRIES"] = 10
-    assert ids() == []
 
 
-def test_w004_not_for_listing_strategies_whose_listing_takes_a_few_entries(
-    s3_static, static_tree: StaticTree, tmp_path
-):
-    for i in range(5):
-        static_tree.write(f"{i}.css", "x")
-    s3_static.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-            "LOCATION": str(tmp_path / "cache"),
-            "TIMEOUT": None,
-            "OPTIONS": {"MAX_ENTRIES": 3},
-        }
-    }
-    assert ids() == []
+def test_w004_at_run_time_max_entries_below_the_number_of_files(settings, tmp_path):
+    from collectfast.checks import cache_capacity_warning
+    from collectfast.strategies.filesystem import CachingFileSystemStrategy
+
+    settings.CACHES = {"default": culling_cache(tmp_path, max_entries=3)}
+    message = cache_capacity_warning(CachingFileSystemStrategy, 5)
+    assert message is not None
+    assert "collectfast.W004" in message
+    assert "5 static files" in message
+    assert cache_capacity_warning(CachingFileSystemStrategy, 3) is None
+    settings.CACHES = {"default": culling_cache(tmp_path, max_entries=10)}
+    assert cache_capacity_warning(CachingFileSystemStrategy, 5) is None
+
+
+def test_w004_not_for_listing_strategies_whose_listing_takes_a_few_entries(settings, tmp_path):
+    from collectfast.checks import cache_capacity_warning
+    from collectfast.strategies.filesystem import FileSystemStrategy
+
+    settings.CACHES = {"default": culling_cache(tmp_path, max_entries=3)}
+    assert cache_capacity_warning(FileSystemStrategy, 5) is None
+    assert cache_capacity_warning(load_strategy(BOTO3), 5000) is None
 
 
 def test_checks_are_registered_under_the_staticfiles_tag(settings):
@@ -181,6 +198,31 @@ def test_fallback_to_stock_warns_at_run_time(settings, static_tree: StaticTree):
     assert "COLLECTFAST_STRATEGY" in stderr.getvalue()
 
 
+W001_SCRIPT = """
+from django.conf import settings
+settings.STATICFILES_DIRS = [{static!r}]
+settings.STORAGES = {{**settings.STORAGES, "staticfiles": {{"BACKEND": "django.core.files.storage.InMemoryStorage"}}}}
+from django.core.management import execute_from_command_line
+execute_from_command_line(["manage.py", "collectstatic", "--noinput"])
+"""
+
+
+def test_w001_is_printed_once_by_manage_py_collectstatic(static_tree: StaticTree):
+    static_tree.write("a.css", "a")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+        [sys.executable, "-c", W001_SCRIPT.format(static=str(static_tree.root))],
+        cwd=root,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "collectfast.W001" in result.stderr
+    assert result.stderr.count("InMemoryStorage") == 1, result.stderr
+
+
 def test_mismatched_strategy_is_refused_even_with_skipped_checks(settings, static_tree: StaticTree):
     from django.core.management.base import CommandError
 
@@ -199,3 +241,154 @@ def test_the_old_s3boto3_storage_path_gets_the_boto3_strategy(settings, bucket: 
     call_command("collectstatic", interactive=False, stdout=stdout, stderr=StringIO())
     assert "1 LIST, 1 PUT." in stdout.getvalue()
     assert ids() == []
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_checks_make_no_request_to_an_unreachable_manifest_storage(settings, monkeypatch):
+    port = closed_port()
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {
+            "BACKEND": "storages.backends.s3.S3ManifestStaticStorage",
+            "OPTIONS": {
+                "bucket_name": "checks",
+                "endpoint_url": f"http://127.0.0.1:{port}",
+                "access_key": "a",
+                "secret_key": "b",
+            },
+        },
+    }
+    attempts = []
+    connect = socket.socket.connect
+
+    def recording_connect(sock, address):
+        attempts.append(address)
+        return connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", recording_connect)
+    started = time.monotonic()
+    call_command("check", stdout=StringIO(), stderr=StringIO())
+    assert attempts == []
+    assert time.monotonic() - started < 5
+    assert ids() == []
+
+
+def test_fit_is_decided_from_the_storage_class():
+    from django.core.files.storage import FileSystemStorage, InMemoryStorage
+    from storages.backends.s3 import S3ManifestStaticStorage
+
+    from collectfast.strategies.filesystem import FileSystemStrategy
+    from collectfast.strategies.manifest import S3ManifestStrategy
+    from collectfast.strategies.upload_all import UploadAllStrategy
+
+    assert load_strategy(BOTO3).fits_class(S3ManifestStaticStorage)
+    assert S3ManifestStrategy.fits_class(S3ManifestStaticStorage)
+    assert not load_strategy(BOTO3).fits_class(FileSystemStorage)
+    assert FileSystemStrategy.fits_class(FileSystemStorage)
+    assert not FileSystemStrategy.fits_class(InMemoryStorage)
+    assert UploadAllStrategy.fits_class(InMemoryStorage)
+    assert FileSystemStrategy.fits(FileSystemStorage())
+
+
+class InMemoryOnly(Strategy):
+    @classmethod
+    def fits_class(cls, storage_class):
+        from django.core.files.storage import InMemoryStorage
+
+        return issubclass(storage_class, InMemoryStorage)
+
+    def should_copy_file(self, path, prefixed_path, local_storage):
+        return True
+
+
+def test_fits_on_an_instance_derives_from_fits_class(settings):
+    from django.core.files.storage import FileSystemStorage, InMemoryStorage
+
+    assert InMemoryOnly.fits(InMemoryStorage())
+    assert not InMemoryOnly.fits(FileSystemStorage())
+    settings.COLLECTFAST_STRATEGY = "tests.test_checks.InMemoryOnly"
+    assert ids() == ["collectfast.E004"]
+
+
+@pytest.mark.parametrize(
+    ("name", "closest"),
+    [("COLLECTFAST_THREAD", "COLLECTFAST_THREADS"), ("COLLECTFAST_STRATEGIES", "COLLECTFAST_STRATEGY")],
+)
+def test_w005_unknown_collectfast_setting_names_the_closest(settings, name, closest):
+    setattr(settings, name, 4)
+    messages = check_settings()
+    assert [m.id for m in messages] == ["collectfast.W005"]
+    assert name in messages[0].msg
+    assert closest in messages[0].hint
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "equivalent"),
+    [
+        ("COLLECTFASTA_STRATEGY", "collectfasta.strategies.boto3.Boto3Strategy", "COLLECTFAST_STRATEGY"),
+        ("COLLECTFASTA_THREADS", 20, "COLLECTFAST_THREADS"),
+        ("COLLECTFASTA_CACHE", "collectfasta", "COLLECTFAST_CACHE"),
+        ("COLLECTFASTA_CACHE_KEY_PREFIX", "x", "COLLECTFAST_CACHE_KEY_PREFIX"),
+        ("COLLECTFASTA_ENABLED", False, "COLLECTFAST_ENABLED"),
+        ("COLLECTFASTA_DEBUG", True, "COLLECTFAST_DEBUG"),
+    ],
+)
+def test_w006_collectfasta_settings_name_their_equivalent(settings, name, value, equivalent):
+    setattr(settings, name, value)
+    messages = check_settings()
+    assert [m.id for m in messages] == ["collectfast.W006"]
+    assert name in messages[0].msg
+    assert re.search(rf"\b{equivalent}\b", messages[0].hint)
+
+
+def test_w006_names_collectfasts_own_strategy_for_collectfastas():
+    from django.test import override_settings
+
+    with override_settings(COLLECTFASTA_STRATEGY="collectfasta.strategies.filesystem.FileSystemStrategy"):
+        [message] = check_settings()
+    assert "collectfast.strategies.filesystem.FileSystemStrategy" in message.hint
+
+
+def test_w007_aws_preload_metadata(settings):
+    settings.AWS_PRELOAD_METADATA = True
+    messages = check_settings()
+    assert [m.id for m in messages] == ["collectfast.W007"]
+    assert "AWS_PRELOAD_METADATA" in messages[0].msg
+
+
+def test_w008_leftover_staticfiles_storage(settings):
+    settings.STATICFILES_STORAGE = "storages.backends.s3.S3Storage"
+    messages = check_settings()
+    assert [m.id for m in messages] == ["collectfast.W008"]
+    assert "STORAGES['staticfiles']" in messages[0].msg + messages[0].hint
+
+
+def test_strategy_setting_may_be_a_class(settings):
+    from collectfast.strategies.filesystem import FileSystemStrategy
+
+    settings.COLLECTFAST_STRATEGY = FileSystemStrategy
+    assert ids() == []
+    assert load_strategy(FileSystemStrategy) is FileSystemStrategy
+    settings.COLLECTFAST_STRATEGY = load_strategy(BOTO3)
+    assert ids() == ["collectfast.E004"]
+
+
+def test_strategy_class_runs_collectstatic(settings, static_tree: StaticTree, tmp_path):
+    from tests.test_filesystem import OldHashStrategy
+
+    settings.COLLECTFAST_STRATEGY = OldHashStrategy
+    settings.STATIC_ROOT = str(tmp_path / "root")
+    static_tree.write("a.css", "a")
+    stdout = StringIO()
+    call_command("collectstatic", interactive=False, stdout=stdout, stderr=StringIO())
+    assert "1 static file copied" in stdout.getvalue()
+
+
+def test_a_class_that_is_not_a_strategy_is_e003(settings):
+    settings.COLLECTFAST_STRATEGY = dict
+    assert ids() == ["collectfast.E003"]
