@@ -136,6 +136,9 @@ def loads(data: bytes) -> Manifest:
         document = json.loads(data.decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ManifestError(f"it is not JSON ({error})") from error
+    except (RecursionError, ValueError) as error:
+        # Nested too deep, or an integer too long to convert: planted, never written by collectfast.
+        raise ManifestError(f"it is not a JSON document collectfast can read ({str(error)[:80]})") from error
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ManifestError(f'it is not a collectfast manifest (no "format": {FORMAT!r})')
     version = document.get("version")

@@ -267,3 +267,20 @@ def test_no_fitting_strategy_is_announced_once(settings, static_tree: StaticTree
     assert run.stderr.count("collectfast.W001") == 1
     assert "no built-in strategy fits" not in run.stderr
     assert "no built-in strategy fits" in collectstatic().stderr  # the checks were skipped: said once, here
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [b"[" * 100_000 + b"]" * 100_000, b'{"format": "collectfast-manifest", "version": ' + b"9" * 5000 + b"}"],
+    ids=["nested", "huge-number"],
+)
+def test_a_planted_manifest_never_stops_a_deploy(s3_settings, settings, bucket: Bucket, static_tree, planted):
+    settings.COLLECTFAST_STRATEGY = MANIFEST
+    write_files(static_tree, 3)
+    bucket.client.put_object(Bucket=bucket.name, Key="collectfast-manifest.json", Body=planted)
+
+    run = collectstatic()
+
+    assert "is unusable, so it is treated as empty and replaced" in run.stderr
+    assert "3 static files copied" in run.stdout
+    assert bucket.objects()["collectfast-manifest.json"].startswith(b'{"format":"collectfast-manifest"')

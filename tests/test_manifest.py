@@ -73,6 +73,8 @@ def test_a_manifest_survives_a_round_trip():
         b'"etag": "e", "options": "o", "uploaded_at": "2025-01-01T00:00:00+00:00"}}}',
         b'{"format": "collectfast-manifest", "version": 1, "entries": {"a": {"md5": "' + b"0" * 32 + b'", '
         b'"size": 1, "etag": "e", "options": "o", "uploaded_at": "yesterday"}}}',
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"format": "collectfast-manifest", "version": ' + b"9" * 5000 + b', "entries": {}}',
     ],
 )
 def test_anything_but_a_manifest_is_refused_with_a_reason(data):
