@@ -29,12 +29,19 @@ class UploadRecorder:
     def watch(self, client: Any) -> None:
         """Record the uploads ``client`` makes from now on; safe to call repeatedly."""
         events = client.meta.events
-        for operation in ("PutObject", "UploadPart", "CompleteMultipartUpload"):
+        for operation in ("PutObject", "UploadPart", "CompleteMultipartUpload", "AbortMultipartUpload"):
             event = f"provide-client-params.s3.{operation}"
             events.register(event, self._on_params, unique_id=f"{self._id}-params-{operation}")
         events.register("after-call.s3.PutObject", self._on_put, unique_id=f"{self._id}-put")
         events.register("after-call.s3.UploadPart", self._on_part, unique_id=f"{self._id}-part")
         events.register("after-call.s3.CompleteMultipartUpload", self._on_complete, unique_id=f"{self._id}-complete")
+        # Uploads that end any other way are never completed: their parts would be kept forever.
+        for event in (
+            "after-call.s3.AbortMultipartUpload",
+            "after-call-error.s3.AbortMultipartUpload",
+            "after-call-error.s3.CompleteMultipartUpload",
+        ):
+            events.register(event, self._on_end, unique_id=f"{self._id}-{event}")
 
     def pop(self, key: str) -> Stored | None:
         """What the last successful upload of ``key`` stored, once."""
@@ -58,6 +65,11 @@ class UploadRecorder:
             with self._lock:
                 # Keyed by part number: a retried part replaces, never adds to, the first attempt.
                 self._parts.setdefault(upload_id, {})[number] = size
+
+    def _on_end(self, context: dict[str, Any], **kwargs: Any) -> None:
+        _, upload_id, _, _ = context.get(_CONTEXT_KEY, (None, None, None, None))
+        with self._lock:
+            self._parts.pop(upload_id, None)
 
     def _on_complete(self, http_response: Any, parsed: dict[str, Any], context: dict[str, Any], **kwargs: Any) -> None:
         key, upload_id, _, _ = context.get(_CONTEXT_KEY, (None, None, None, None))
