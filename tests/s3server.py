@@ -56,6 +56,7 @@ class Fault:
     status: int
     code: str
     times: int  # -1: always
+    after: bool = False  # let the request take effect, then answer the error (a lost response)
 
     def matches(self, method: str, key: str) -> bool:
         return method == self.method and self.key_contains in key and self.times != 0
@@ -132,6 +133,9 @@ class CountingApp:
         key = unquote(path.lstrip("/").partition("/")[2])
         self.control.track_upload(method, key, environ.get("QUERY_STRING", ""))
         fault = self.control.take_fault(method, key)
+        if fault is not None and fault.after:
+            for _ in self.app(environ, lambda *args, **kwargs: None):
+                pass
         if fault is not None:
             start_response(f"{fault.status} Injected", [("Content-Type", "application/xml")])
             return [ERROR_BODY.format(code=fault.code).encode()]
@@ -204,13 +208,17 @@ class S3Server(ChildServer):
         return int(self._call("GET", "requests")["max_open_uploads"])
 
     def add_fault(
-        self, method: str, key_contains: str, status: int = 500, code: str = "InternalError", times: int = -1
+        self,
+        method: str,
+        key_contains: str,
+        status: int = 500,
+        code: str = "InternalError",
+        times: int = -1,
+        after: bool = False,
     ) -> None:
-        self._call(
-            "POST",
-            "faults",
-            {"method": method, "key_contains": key_contains, "status": status, "code": code, "times": times},
-        )
+        """Answer matching requests with an error; ``after``: once the request has taken effect."""
+        fault = {"method": method, "key_contains": key_contains, "status": status, "code": code, "times": times}
+        self._call("POST", "faults", {**fault, "after": after})
 
     def configure(self, **settings: Any) -> None:
         self._call("POST", "settings", settings)

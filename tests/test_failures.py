@@ -284,3 +284,67 @@ def test_a_planted_manifest_never_stops_a_deploy(s3_settings, settings, bucket: 
     assert "is unusable, so it is treated as empty and replaced" in run.stderr
     assert "3 static files copied" in run.stdout
     assert bucket.objects()["collectfast-manifest.json"].startswith(b'{"format":"collectfast-manifest"')
+
+
+def test_an_upload_that_landed_unconfirmed_is_never_trusted_later(s3_settings, settings, bucket: Bucket, static_tree):
+    settings.COLLECTFAST_STRATEGY = MANIFEST
+    settings.COLLECTFAST_MANIFEST_MODE = "trusting"
+    write_files(static_tree, 3)
+    static_tree.write("a.css", "v1")
+    collectstatic()
+    static_tree.write("a.css", "v2")
+    # S3 stores v2, but the answer is lost: the client sees an error.
+    bucket.server.add_fault("PUT", "a.css", status=500, code="InternalError", after=True)
+
+    with pytest.raises(CommandError, match="a.css: "):
+        collectstatic()
+    assert bucket.objects()["a.css"] == b"v2"
+    bucket.server.clear_faults()
+    static_tree.write("a.css", "v1")  # a local rollback to the bytes the manifest knew
+
+    run = collectstatic()
+
+    assert "1 static file copied" in run.stdout
+    assert bucket.objects()["a.css"] == b"v1"
+
+
+def test_sigterm_stops_a_deploy_as_ctrl_c_does_and_the_manifest_records_what_landed(
+    s3_settings, bucket: Bucket, static_tree: StaticTree
+):
+    write_files(static_tree, 30)
+    bucket.server.configure(delay_ms=150)
+    deploy = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.deploy_process",
+            *("--endpoint", bucket.server.endpoint_url, "--bucket", bucket.name, "--threads", "1"),
+            *("--static", str(static_tree.root), "--mode", "trusting"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(bucket.list_keys()) < 2:
+            assert deploy.poll() is None and time.monotonic() < deadline, "no upload landed"
+        deploy.send_signal(signal.SIGTERM)
+        _, stderr = deploy.communicate(timeout=60)
+    finally:
+        bucket.server.configure(delay_ms=0)
+        if deploy.poll() is None:
+            deploy.kill()
+            deploy.wait()
+
+    assert deploy.returncode != 0
+    assert "KeyboardInterrupt" in stderr
+    from collectfast.manifest import loads
+
+    manifest = loads(bucket.objects()["collectfast-manifest.json"])
+    landed = {key: bucket.etag(key) for key in bucket.list_keys() if key != "collectfast-manifest.json"}
+    recorded = {name: entry.etag for name, entry in manifest.entries.items()}
+    assert 0 < len(recorded) < 30
+    # Every entry is an object the bucket holds; an upload cut off before its answer is not recorded.
+    assert recorded.items() <= landed.items()
+    assert len(landed) - len(recorded) <= 1

@@ -114,6 +114,14 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
             self._md5s[name] = md5
         return md5 != entry.md5
 
+    def forget(self, prefixed_path: str) -> None:
+        # Until the upload is confirmed the old entry may describe bytes the storage no longer holds.
+        name = self.name_for(prefixed_path)
+        entry = self._base.entries.get(name)
+        if entry is not None:
+            with self._lock:
+                self._changes.removals[name] = entry
+
     def copy_file(self, path: str, prefixed_path: str, local_storage: Storage, remote_storage: Storage) -> None:
         name = self.name_for(prefixed_path)
         with self._lock:
@@ -148,9 +156,13 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
         try:
             self._outcome = self.save(changes)
         except (ManifestUnavailable, CommandError) as error:
-            self.warn(
-                f"{error} The manifest was not saved: the next deploy uploads this one's files again.", ManifestWarning
-            )
+            stale = len(changes.upserts.keys() & self._base.entries.keys()) + len(changes.removals)
+            raise CommandError(
+                f"{error} The manifest was not saved. The uploads are in place, but the manifest still describes "
+                f"{stale} of the objects this deploy replaced or found changed as they were before, and a "
+                "trusting deploy believes it. Fix the cause and deploy again (it uploads this deploy's files "
+                "again), or run `manage.py collectfast_manifest --rebuild`."
+            ) from error
 
     def requests_summary(self) -> str | None:
         return self._outcome
@@ -205,8 +217,12 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
             ManifestWarning,
         )
 
-    def save(self, changes: Changes) -> str:
-        """Write ``changes`` onto the manifest, merging with concurrent writers; return what was done."""
+    def save(self, changes: Changes, *, uploads: int | None = None) -> str:
+        """Write ``changes`` onto the manifest, merging with concurrent writers; return what was done.
+
+        ``uploads``: how many files the run uploaded, recorded as ``last_uploads``;
+        by default every upserted entry (a rebuild adopts entries, uploading none).
+        """
         conditional, honoured, concurrent = True, False, False
         for _ in range(self.max_write_attempts):
             manifest, conflicts = merge(self._base, changes)
@@ -217,7 +233,8 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
                 manifest.conditional_writes = WRITES_IGNORED
             elif manifest.conditional_writes != WRITES_IGNORED:
                 manifest.conditional_writes = WRITES_HONOURED  # proven right below when unproven
-            manifest.updated_at, manifest.last_uploads = now(), len(changes.upserts)
+            manifest.updated_at = now()
+            manifest.last_uploads = len(changes.upserts) if uploads is None else uploads
             try:
                 self._token = self.write_manifest(dumps(manifest), replaces=self._token, conditional=conditional)
             except ManifestConflict:

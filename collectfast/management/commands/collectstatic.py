@@ -5,8 +5,10 @@ An adapter from Django's command to a :class:`collectfast.deploy.Deploy`, which 
 
 from __future__ import annotations
 
+import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.contrib.staticfiles.management.commands import collectstatic
@@ -47,6 +49,23 @@ class _DrainBeforePostProcess:
         return post_process
 
 
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a CI job cancelled, a container stopped) stops the run as Ctrl-C does: what finished is recorded."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class Command(collectstatic.Command):
     help = collectstatic.Command.help + " Uploads only changed files, in parallel (collectfast)."
 
@@ -56,6 +75,7 @@ class Command(collectstatic.Command):
         self.strategy: Strategy[Any] | None = None
         self.deploy: Deploy | None = None
         self.read_cache = True
+        self.pool_options: dict[str, Any] = {}
         self._warn_lock = threading.Lock()
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -82,6 +102,7 @@ class Command(collectstatic.Command):
         try:
             self.collectfast_enabled = settings.enabled and not options.get("disable_collectfast", False)
             if self.collectfast_enabled:
+                self.pool_options = {"threads": settings.threads, "retries": settings.retries, "debug": settings.debug}
                 self.strategy = self.load_strategy(announce=bool(options.get("skip_checks", True)))
                 self.collectfast_enabled = self.strategy is not None
         except ImproperlyConfigured as error:
@@ -138,9 +159,7 @@ class Command(collectstatic.Command):
             warn=self.warn,
             dry_run=self.dry_run,
             cleared=self.clear,
-            threads=settings.threads,
-            retries=settings.retries,
-            debug=settings.debug,
+            **self.pool_options,
             copied=self.copied_files,
             unmodified=self.unmodified_files,
         )
@@ -148,8 +167,9 @@ class Command(collectstatic.Command):
         destination = self.storage
         self.storage = _DrainBeforePostProcess(destination, deploy.drain, staged_post_process(deploy, destination))
         try:
-            collected: dict[str, list[str]] = super().collect()
-            deploy.drain()
+            with _terminate_as_interrupt():
+                collected: dict[str, list[str]] = super().collect()
+                deploy.drain()
         except BaseException as error:
             self.storage = destination
             deploy.finish(succeeded=False, failure=error)
