@@ -15,6 +15,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.storage import Storage
+from django.core.files.utils import validate_file_name
 from django.core.management.base import CommandError
 
 from collectfast import counting, errors
@@ -170,6 +171,8 @@ class Deploy:
         return True
 
     def upload(self, path: str, prefixed_path: str, source_storage: Storage) -> None:
+        # Storage.save() refuses such names; the strategies' in-place writes bypass it, so refuse them here.
+        validate_file_name(prefixed_path, allow_relative_path=True)
         self.strategy.forget(prefixed_path)
         self.strategy.copy_file(path, prefixed_path, source_storage, self.worker_storage())
 

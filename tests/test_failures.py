@@ -348,3 +348,17 @@ def test_sigterm_stops_a_deploy_as_ctrl_c_does_and_the_manifest_records_what_lan
     # Every entry is an object the bucket holds; an upload cut off before its answer is not recorded.
     assert recorded.items() <= landed.items()
     assert len(landed) - len(recorded) <= 1
+
+
+def test_a_name_that_climbs_out_is_refused_as_stock_refuses_it(s3_settings, settings, bucket: Bucket, tmp_path):
+    tree = StaticTree(tmp_path / "climb")
+    tree.write("x.css", "x")
+    settings.STATICFILES_DIRS = [("a/..", str(tree.root))]
+
+    with pytest.raises(Exception, match=r"Detected path traversal attempt in 'a/../x.css'") as stock:
+        collectstatic("--disable-collectfast")
+    with pytest.raises(CommandError, match=r"a/../x.css: SuspiciousFileOperation: Detected path traversal attempt"):
+        collectstatic()
+
+    assert type(stock.value).__name__ == "SuspiciousFileOperation"
+    assert bucket.list_keys() == []
