@@ -81,9 +81,14 @@ class Deploy:
         self.tally = Tally()
         self.requests = counting.RequestCounter()
         self.counting_requests = False
-        self.pool = WorkerPool(self.threads, retries=self.retries, transient=self.is_transient)
+        self.pool = WorkerPool(
+            self.threads, retries=self.retries, transient=self.is_transient, on_interrupt=self.announce_stop
+        )
         self._local = threading.local()
         self._drained = False
+
+    def announce_stop(self, in_flight: int) -> None:
+        self.warn(f"Stopping: waiting for {in_flight} {plural(in_flight, 'upload')} in flight (Ctrl-C again to abort).")
 
     def is_transient(self, error: BaseException) -> bool:
         return errors.diagnose(error, self.storage).transient
@@ -226,7 +231,8 @@ class Deploy:
     def finish(self, *, succeeded: bool, failure: BaseException | None = None) -> None:
         """Stop the pool and let the strategy save what it keeps; never hide ``failure``, the run's own error."""
         try:
-            self.pool.close()
+            # After a failure, a request hung in a worker must not hold the run: its upload stays unconfirmed.
+            self.pool.close(timeout=None if failure is None else self.pool.grace)
             self.strategy.finish(succeeded=succeeded, dry_run=self.dry_run)
         except Exception as error:
             if failure is None:

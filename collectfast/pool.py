@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from contextlib import suppress
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from functools import partial
+from typing import Any, Generic, TypeVar
 
 from collectfast.errors import is_transient
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+#: Seconds an interrupted run waits for the uploads in flight before it gives up on them.
+INTERRUPT_GRACE = 3.0
 
 
 @dataclass
@@ -19,6 +26,61 @@ class Outcome(Generic[T, R]):
     task: T
     result: R | None = None
     error: Exception | None = None
+
+
+class _Threads:
+    """A minimal executor on daemon threads.
+
+    ThreadPoolExecutor's threads are joined when the interpreter exits, so one
+    request hung in a worker would keep an interrupted deploy alive for minutes.
+    """
+
+    def __init__(self, threads: int, name: str) -> None:
+        self._max = threads
+        self._name = name
+        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._busy = 0
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[[], R]) -> Future[R]:
+        future: Future[R] = Future()
+        with self._lock:
+            self._busy += 1
+            if self._busy > len(self._threads) and len(self._threads) < self._max:
+                thread = threading.Thread(target=self._work, name=f"{self._name}_{len(self._threads)}", daemon=True)
+                self._threads.append(thread)
+                thread.start()
+        self._queue.put((future, fn))
+        return future
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            future, fn = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn())
+                except BaseException as error:
+                    future.set_exception(error)
+            with self._lock:
+                self._busy -= 1
+
+    def shutdown(self, timeout: float | None) -> None:
+        """Cancel what has not started; wait up to ``timeout`` (None: as long as it takes) for the rest."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item[0].cancel()
+                with self._lock:
+                    self._busy -= 1
+        for _ in self._threads:
+            self._queue.put(None)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
 
 class WorkerPool:
@@ -36,13 +98,17 @@ class WorkerPool:
         retries: int = 2,
         backoff: float = 0.5,
         transient: Callable[[BaseException], bool] = is_transient,
+        on_interrupt: Callable[[int], None] | None = None,
+        grace: float = INTERRUPT_GRACE,
     ) -> None:
         self.threads = threads
         self.retries = retries
         self.backoff = backoff
         self.transient = transient
+        self.on_interrupt = on_interrupt
+        self.grace = grace
         self.stopped = False
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: _Threads | None = None
 
     def attempt(self, work: Callable[[T], R], task: T) -> Outcome[T, R]:
         for attempt in range(self.retries + 1):
@@ -58,10 +124,10 @@ class WorkerPool:
         """Start no more tasks in the current batch; those already running still report."""
         self.stopped = True
 
-    def close(self) -> None:
-        """Wait for the threads to finish their current task and stop them."""
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the threads once their current task is done, waiting at most ``timeout`` seconds for it."""
         if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor.shutdown(timeout)
             self._executor = None
 
     def run(self, tasks: Iterable[T], work: Callable[[T], R]) -> Iterator[Outcome[T, R]]:
@@ -74,7 +140,7 @@ class WorkerPool:
                 yield self.attempt(work, task)
             return
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="collectfast")
+            self._executor = _Threads(self.threads, "collectfast")
         executor = self._executor
         window = self.threads * 4
         pending: set[Future[Outcome[T, R]]] = set()
@@ -85,7 +151,7 @@ class WorkerPool:
                     yield from (future.result() for future in done)
                 if self.stopped:
                     break
-                pending.add(executor.submit(self.attempt, work, task))
+                pending.add(executor.submit(partial(self.attempt, work, task)))
             while pending:
                 if self.stopped:
                     pending = {future for future in pending if not future.cancel()}
@@ -96,9 +162,13 @@ class WorkerPool:
                 future.cancel()
             raise
         except BaseException:
-            # Interrupted (Ctrl-C): start nothing new, but report what finished.
-            for future in pending:
-                future.cancel()
-            self.close()
-            yield from (f.result() for f in pending if f.done() and not f.cancelled())
+            # Interrupted (Ctrl-C, SIGTERM): start nothing new, give what runs a few seconds, report what finished.
+            self.stopped = True
+            running = {future for future in pending if not future.cancel()}
+            if running and self.on_interrupt is not None:
+                self.on_interrupt(len(running))
+            with suppress(KeyboardInterrupt):  # a second Ctrl-C: stop waiting
+                wait(running, timeout=self.grace)
+            self.close(timeout=0)
+            yield from (f.result() for f in running if f.done())
             raise

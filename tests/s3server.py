@@ -57,6 +57,7 @@ class Fault:
     code: str
     times: int  # -1: always
     after: bool = False  # let the request take effect, then answer the error (a lost response)
+    hang: float = 0  # seconds to hold the request first (a hung request; status 0: then serve it normally)
 
     def matches(self, method: str, key: str) -> bool:
         return method == self.method and self.key_contains in key and self.times != 0
@@ -133,6 +134,10 @@ class CountingApp:
         key = unquote(path.lstrip("/").partition("/")[2])
         self.control.track_upload(method, key, environ.get("QUERY_STRING", ""))
         fault = self.control.take_fault(method, key)
+        if fault is not None and fault.hang:
+            time.sleep(min(fault.hang, 300))
+            if not fault.status:
+                fault = None
         if fault is not None and fault.after:
             for _ in self.app(environ, lambda *args, **kwargs: None):
                 pass
@@ -215,10 +220,14 @@ class S3Server(ChildServer):
         code: str = "InternalError",
         times: int = -1,
         after: bool = False,
+        hang: float = 0,
     ) -> None:
-        """Answer matching requests with an error; ``after``: once the request has taken effect."""
+        """Answer matching requests with an error; ``after``: once the request has taken effect.
+
+        ``hang``: hold each matching request that many seconds first (with ``status=0``, then serve it).
+        """
         fault = {"method": method, "key_contains": key_contains, "status": status, "code": code, "times": times}
-        self._call("POST", "faults", {**fault, "after": after})
+        self._call("POST", "faults", {**fault, "after": after, "hang": hang})
 
     def configure(self, **settings: Any) -> None:
         self._call("POST", "settings", settings)

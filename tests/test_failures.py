@@ -362,3 +362,40 @@ def test_a_name_that_climbs_out_is_refused_as_stock_refuses_it(s3_settings, sett
 
     assert type(stock.value).__name__ == "SuspiciousFileOperation"
     assert bucket.list_keys() == []
+
+
+def test_ctrl_c_during_a_hung_upload_stops_within_seconds(s3_settings, bucket: Bucket, static_tree: StaticTree):
+    write_files(static_tree, 8)
+    static_tree.write("hung.css", "never answered")
+    bucket.server.add_fault("PUT", "hung.css", status=0, hang=120)
+    deploy = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.deploy_process",
+            *("--endpoint", bucket.server.endpoint_url, "--bucket", bucket.name, "--threads", "4"),
+            *("--static", str(static_tree.root), "--mode", "trusting"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(bucket.list_keys()) < 8:
+            assert deploy.poll() is None and time.monotonic() < deadline, "the other uploads never landed"
+        time.sleep(0.5)
+        deploy.send_signal(signal.SIGINT)
+        # The hung request is held for 120 s: stopping at all before then is the behaviour under test.
+        _, stderr = deploy.communicate(timeout=60)
+    finally:
+        if deploy.poll() is None:
+            deploy.kill()
+            deploy.wait()
+
+    assert deploy.returncode != 0
+    assert "Stopping: waiting for 1 upload in flight (Ctrl-C again to abort)." in stderr
+    from collectfast.manifest import loads
+
+    manifest = loads(bucket.objects()["collectfast-manifest.json"])
+    assert set(manifest.entries) == {f"f/{i:03}.txt" for i in range(8)}
