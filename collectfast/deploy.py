@@ -19,6 +19,7 @@ from django.core.files.utils import validate_file_name
 from django.core.management.base import CommandError
 
 from collectfast import counting, errors
+from collectfast.checks import cache_capacity_warning
 from collectfast.pool import Outcome, WorkerPool
 from collectfast.strategies import Strategy, guess_strategy
 
@@ -109,6 +110,9 @@ class Deploy:
             return
         self._drained = True
         paths = [task[1] for task in self.tasks]
+        capacity = cache_capacity_warning(type(self.strategy), len(paths) + len(later_paths))
+        if capacity:
+            self.warn(capacity)
         self.strategy.start([*paths, *later_paths], dry_run=self.dry_run, cleared=self.cleared)
         tasks, self.tasks = self.tasks, []
         self.run_batch(tasks, self.process_task, self.record, after=after)

@@ -399,3 +399,22 @@ def test_ctrl_c_during_a_hung_upload_stops_within_seconds(s3_settings, bucket: B
 
     manifest = loads(bucket.objects()["collectfast-manifest.json"])
     assert set(manifest.entries) == {f"f/{i:03}.txt" for i in range(8)}
+
+
+def test_a_cache_too_small_for_the_run_is_warned_about_at_run_time(settings, static_tree: StaticTree, tmp_path):
+    settings.COLLECTFAST_STRATEGY = "collectfast.strategies.filesystem.CachingFileSystemStrategy"
+    settings.STATIC_ROOT = str(tmp_path / "root")
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(tmp_path / "cache"),
+            "TIMEOUT": None,
+            "OPTIONS": {"MAX_ENTRIES": 5},
+        }
+    }
+    write_files(static_tree, 10)
+
+    run = collectstatic()
+
+    assert "holds at most 5 entries (MAX_ENTRIES) but there are 10 static files" in run.stderr
+    assert "collectfast.W004" in run.stderr
