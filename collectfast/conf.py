@@ -26,6 +26,10 @@ def _non_negative(value: Any) -> bool:
     return isinstance(value, bool) or value >= 0
 
 
+def _positive(value: Any) -> bool:
+    return not isinstance(value, bool) and value > 0
+
+
 def _non_empty(value: Any) -> bool:
     return bool(value)
 
@@ -41,6 +45,8 @@ SETTINGS: dict[str, _Setting] = {
         # Collectfast 2.2.0 took False for "no threads"; bool is an int, so it still validates.
         _Setting("COLLECTFAST_THREADS", DEFAULT_THREADS, (int,), "a whole number >= 0", _non_negative),
         _Setting("COLLECTFAST_RETRIES", 2, (int,), "a whole number >= 0", _non_negative),
+        _Setting("COLLECTFAST_CONNECT_TIMEOUT", 5, (int, float), "a number of seconds > 0", _positive),
+        _Setting("COLLECTFAST_READ_TIMEOUT", 10, (int, float), "a number of seconds > 0", _positive),
         _Setting(
             "COLLECTFAST_MANIFEST",
             "collectfast-manifest.json",
@@ -117,6 +123,14 @@ class Settings:
     @property
     def manifest_mode(self) -> str:
         return str(_get("COLLECTFAST_MANIFEST_MODE"))
+
+    @property
+    def connect_timeout(self) -> float:
+        return float(_get("COLLECTFAST_CONNECT_TIMEOUT"))
+
+    @property
+    def read_timeout(self) -> float:
+        return float(_get("COLLECTFAST_READ_TIMEOUT"))
 
 
 settings = Settings()

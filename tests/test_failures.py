@@ -418,3 +418,44 @@ def test_a_cache_too_small_for_the_run_is_warned_about_at_run_time(settings, sta
 
     assert "holds at most 5 entries (MAX_ENTRIES) but there are 10 static files" in run.stderr
     assert "collectfast.W004" in run.stderr
+
+
+def test_deploy_config_keeps_what_the_user_set_and_fills_in_timeouts(settings):
+    from botocore.config import Config
+
+    from collectfast.strategies.boto3 import deploy_config, user_provided
+
+    assert user_provided(Config(read_timeout=3)) == {"read_timeout"}  # pins botocore's private bookkeeping
+    assert user_provided(Config()) == set()
+    settings.COLLECTFAST_READ_TIMEOUT = 7
+    filled = deploy_config(Config(connect_timeout=2, s3={"addressing_style": "path"}))
+    assert (filled.connect_timeout, filled.read_timeout, filled.retries) == (2, 7, {"mode": "standard"})
+    assert filled.s3 == {"addressing_style": "path"}
+    kept = deploy_config(Config(read_timeout=30, retries={"total_max_attempts": 1}))
+    assert (kept.read_timeout, kept.retries) == (30, {"total_max_attempts": 1})
+
+
+def test_a_hung_manifest_read_falls_back_to_uploading_everything(s3_settings, settings, bucket: Bucket, static_tree):
+    settings.COLLECTFAST_STRATEGY = MANIFEST
+    settings.COLLECTFAST_MANIFEST_MODE = "trusting"
+    settings.COLLECTFAST_READ_TIMEOUT = 1
+    write_files(static_tree, 3)
+    collectstatic()
+    bucket.server.add_fault("GET", "collectfast-manifest.json", status=0, hang=60)
+
+    run = collectstatic()
+
+    assert "Read timeout" in run.stderr and "Every file is uploaded" in run.stderr
+    assert "3 static files copied" in run.stdout
+
+
+def test_a_hung_upload_fails_that_file_without_another_round_of_retries(s3_settings, settings, bucket, static_tree):
+    settings.COLLECTFAST_READ_TIMEOUT = 1
+    write_files(static_tree, 3)
+    bucket.server.add_fault("PUT", "f/001", status=0, hang=60)
+
+    with pytest.raises(CommandError, match=r"f/001.txt: ReadTimeoutError: Read timeout on endpoint URL"):
+        collectstatic()
+
+    assert bucket.counts()["PUT"] == 3  # the client's one attempt per file (the tests' client_config), no more
+    assert bucket.list_keys() == ["f/000.txt", "f/002.txt"]

@@ -190,9 +190,9 @@ def closed_pools(monkeypatch: pytest.MonkeyPatch) -> list[WorkerPool]:
     closed: list[WorkerPool] = []
     close = WorkerPool.close
 
-    def recording(pool: WorkerPool) -> None:
+    def recording(pool: WorkerPool, timeout: float | None = None) -> None:
         closed.append(pool)
-        close(pool)
+        close(pool, timeout)
 
     monkeypatch.setattr(WorkerPool, "close", recording)
     return closed

@@ -7,6 +7,7 @@ import re
 import threading
 from typing import IO, Any, cast
 
+from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -15,6 +16,7 @@ from botocore.exceptions import (
     HTTPClientError,
     NoCredentialsError,
     PartialCredentialsError,
+    ReadTimeoutError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from django.core.files import File
@@ -24,7 +26,8 @@ from s3transfer.utils import ChunksizeAdjuster
 from storages.backends.s3 import S3Storage
 from storages.utils import clean_name
 
-from collectfast import errors
+from collectfast import counting, errors
+from collectfast.conf import settings
 from collectfast.hashing import Fingerprint, stream_fingerprint
 from collectfast.strategies.listing import ListingStrategy
 
@@ -114,6 +117,8 @@ def diagnose_s3(error: BaseException, storage: Any) -> errors.Diagnosis | None:
         return shared("credentials")
     if isinstance(error, (EndpointConnectionError, ConnectTimeoutError)):
         return shared("endpoint", stop_after=3, transient=True)
+    if isinstance(error, ReadTimeoutError):
+        return errors.Diagnosis()  # botocore already retried it: another round would only double the wait
     if isinstance(error, (BotoConnectionError, HTTPClientError)):
         return errors.Diagnosis(transient=True)
     return None
@@ -133,6 +138,7 @@ class WorkerStorages:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._session: Any = None
+        self._local = threading.local()
         # s3transfer holds up to 10 parts of 8 MiB in memory per multipart upload, and
         # sends them on threads of its own: one such upload at a time keeps memory
         # bounded whatever the number of large files, and the bandwidth busy.
@@ -148,10 +154,41 @@ class WorkerStorages:
                 region_name=worker.region_name,
                 use_ssl=worker.use_ssl,
                 endpoint_url=worker.endpoint_url,
-                config=worker.client_config,
+                config=deploy_config(worker.client_config),
                 verify=worker.verify,
             )
         return worker
+
+    def client(self, storage: Storage) -> Any:
+        """This thread's client for requests outside uploads (listing, deletes, the manifest), counted."""
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = self.for_this_thread(storage).connection.meta.client
+            counting.instrument(client)
+        return client
+
+
+def user_provided(config: Config) -> set[str]:
+    """The options a botocore Config was given explicitly (botocore keeps them in a private attribute)."""
+    return set(getattr(config, "_user_provided_options", {}))
+
+
+def deploy_config(config: Config | None) -> Config:
+    """The storage's client config, with collectfast's timeouts and retries where it sets none.
+
+    botocore's defaults (60 s to connect, 60 s per read, 5 legacy attempts) let one hung
+    request hold a deploy for minutes; these fail it in about half a minute.
+    """
+    config = config or Config()
+    given = user_provided(config)
+    ours: dict[str, Any] = {}
+    if "connect_timeout" not in given:
+        ours["connect_timeout"] = settings.connect_timeout
+    if "read_timeout" not in given:
+        ours["read_timeout"] = settings.read_timeout
+    if "retries" not in given:
+        ours["retries"] = {"mode": "standard"}  # 3 attempts, with backoff
+    return config.merge(Config(**ours)) if ours else config
 
 
 def save_in_place(
@@ -225,7 +262,7 @@ class Boto3Strategy(ListingStrategy[S3Storage]):
 
     def delete_remote(self, keys: list[str]) -> None:
         storage = self.remote_storage
-        client = storage.connection.meta.client
+        client = self.workers.client(storage)
         try:
             for start in range(0, len(keys), 1000):
                 batch = [{"Key": key} for key in keys[start : start + 1000]]
@@ -242,7 +279,7 @@ class Boto3Strategy(ListingStrategy[S3Storage]):
         """ETag and size of every object under the storage's location, 1,000 per request."""
         storage = self.remote_storage
         prefix = self.prefix
-        client = storage.connection.meta.client
+        client = self.workers.client(storage)
         remote: dict[str, tuple[str, int]] = {}
         try:
             pages = client.get_paginator("list_objects_v2").paginate(Bucket=storage.bucket_name, Prefix=prefix)

@@ -51,7 +51,7 @@ class S3ManifestStrategy(ManifestStrategy[S3Storage]):
 
     @property
     def client(self) -> Any:
-        return self.remote_storage.connection.meta.client
+        return self.objects.workers.client(self.remote_storage)
 
     @property
     def manifest_key(self) -> str:

@@ -157,11 +157,15 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
             self._outcome = self.save(changes)
         except (ManifestUnavailable, CommandError) as error:
             stale = len(changes.upserts.keys() & self._base.entries.keys()) + len(changes.removals)
+            consequence = (
+                f"still describes {stale} of the objects this deploy replaced or found changed as they were "
+                "before, and a trusting deploy believes it"
+                if stale
+                else "does not record them, so the next deploy uploads them again"
+            )
             raise CommandError(
-                f"{error} The manifest was not saved. The uploads are in place, but the manifest still describes "
-                f"{stale} of the objects this deploy replaced or found changed as they were before, and a "
-                "trusting deploy believes it. Fix the cause and deploy again (it uploads this deploy's files "
-                "again), or run `manage.py collectfast_manifest --rebuild`."
+                f"{error} The manifest was not saved. The uploads are in place, but the manifest {consequence}. "
+                "Fix the cause and deploy again, or run `manage.py collectfast_manifest --rebuild`."
             ) from error
 
     def requests_summary(self) -> str | None:

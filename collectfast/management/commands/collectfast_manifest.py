@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -14,7 +14,6 @@ from django.contrib.staticfiles.storage import staticfiles_storage
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.storage import Storage
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from storages.backends.s3 import S3Storage
 
 from collectfast.conf import settings
 from collectfast.hashing import file_md5
@@ -222,10 +221,11 @@ def check(strategy: S3ManifestStrategy) -> Rebuild:
     result.changes.removals = {name: entry for name, entry in base.items() if name not in kept}
     candidates = [file for file in local_files(strategy) if file[0] in stored and file[0] not in kept]
     result.candidates = len(candidates)
-    clients = WorkerClients(strategy)
+    # Each worker thread HEADs with a client of its own, all from the strategy's one boto3 session.
+    client = partial(strategy.objects.workers.client, strategy.remote_storage)
     pool = WorkerPool(settings.threads, retries=settings.retries)
     try:
-        for outcome in pool.run(candidates, lambda file: adopt(strategy, file, stored[file[0]], clients.get())):
+        for outcome in pool.run(candidates, lambda file: adopt(strategy, file, stored[file[0]], client())):
             name = outcome.task[0]
             if outcome.error is not None:
                 result.failures.append((name, outcome.error))
@@ -253,21 +253,6 @@ def describe(strategy: S3ManifestStrategy, name: str, error: Exception) -> str:
     if isinstance(error, (ClientError, BotoCoreError)):
         return s3_error_message(strategy.remote_storage, f"Checking {name!r}", error)
     return f"Checking {name!r} failed: {type(error).__name__}: {error}"
-
-
-class WorkerClients:
-    """A boto3 client per worker thread, from the strategy's worker storages (built from one session)."""
-
-    def __init__(self, strategy: S3ManifestStrategy) -> None:
-        self.strategy = strategy
-        self._local = threading.local()
-
-    def get(self) -> Any:
-        client = getattr(self._local, "client", None)
-        if client is None:
-            storage = cast(S3Storage, self.strategy.worker_storage(self.strategy.remote_storage))
-            client = self._local.client = storage.connection.meta.client
-        return client
 
 
 def local_files(strategy: S3ManifestStrategy) -> list[LocalFile]:
