@@ -459,3 +459,23 @@ def test_a_hung_upload_fails_that_file_without_another_round_of_retries(s3_setti
 
     assert bucket.counts()["PUT"] == 3  # the client's one attempt per file (the tests' client_config), no more
     assert bucket.list_keys() == ["f/000.txt", "f/002.txt"]
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "words"),
+    [(404, "NoSuchBucket", "does not exist"), (403, "InvalidAccessKeyId", "credentials are wrong or expired")],
+)
+def test_a_missing_bucket_or_bad_credentials_stop_at_the_first_failure(
+    s3_settings, settings, bucket: Bucket, static_tree, status, code, words
+):
+    settings.COLLECTFAST_STRATEGY = UPLOAD_ALL  # looks nothing up first: the uploads meet the cause
+    write_files(static_tree, 100)
+    bucket.server.add_fault("PUT", "", status=status, code=code)
+
+    with pytest.raises(CommandError) as error:
+        collectstatic()
+
+    message = str(error.value)
+    assert message.count(words) == 1
+    assert bucket.counts()["PUT"] <= 1 + settings.COLLECTFAST_THREADS
+    assert message.splitlines()[-1].startswith("No file was uploaded: of 100 files")
