@@ -401,7 +401,9 @@ class FaultProxy:
         release: threading.Event,
     ) -> bool:
         if isinstance(fault, Hang):
-            # Nothing read, nothing answered (not even 100 Continue): the client waits.
+            # Told to send its body (so it waits for the answer, not for 100 Continue), then never answered.
+            if request.expects_continue:
+                client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
             self._hold(release, fault.seconds)
             return False
         if isinstance(fault, Disappear):
