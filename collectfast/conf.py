@@ -45,6 +45,7 @@ SETTINGS: dict[str, _Setting] = {
         # Collectfast 2.2.0 took False for "no threads"; bool is an int, so it still validates.
         _Setting("COLLECTFAST_THREADS", DEFAULT_THREADS, (int,), "a whole number >= 0", _non_negative),
         _Setting("COLLECTFAST_RETRIES", 2, (int,), "a whole number >= 0", _non_negative),
+        _Setting("COLLECTFAST_REPORT", None, (str, type(None)), "a file path for the JSON report, or None"),
         _Setting("COLLECTFAST_CONNECT_TIMEOUT", 5, (int, float), "a number of seconds > 0", _positive),
         _Setting("COLLECTFAST_READ_TIMEOUT", 10, (int, float), "a number of seconds > 0", _positive),
         _Setting(
@@ -123,6 +124,11 @@ class Settings:
     @property
     def manifest_mode(self) -> str:
         return str(_get("COLLECTFAST_MANIFEST_MODE"))
+
+    @property
+    def report(self) -> str | None:
+        value: str | None = _get("COLLECTFAST_REPORT")
+        return value
 
     @property
     def connect_timeout(self) -> float:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import importlib
 import threading
+import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +23,7 @@ from django.core.management.base import CommandError
 from collectfast import counting, errors
 from collectfast.checks import cache_capacity_warning
 from collectfast.pool import Outcome, WorkerPool
+from collectfast.progress import Progress
 from collectfast.strategies import Strategy, guess_strategy
 
 #: ``(path, prefixed_path, source storage)``, as collectstatic hands each found file over.
@@ -75,11 +78,21 @@ class Deploy:
     #: Destination paths uploaded and found unchanged, in the finder's order (the command's own lists).
     copied: list[str] = field(default_factory=list)
     unmodified: list[str] = field(default_factory=list)
+    progress: Progress = field(default_factory=lambda: Progress(lambda text: None, enabled=False, terminal=False))
 
     def __post_init__(self) -> None:
         _load_backend(self.storage)
         self.tasks: list[Task] = []
         self.tally = Tally()
+        self.found = 0
+        self.pruned = 0
+        self.bytes_uploaded = 0
+        self.failures: list[Failure] = []
+        #: Wall seconds per phase of the run, and seconds summed over the workers' deciding and uploading.
+        self.timings: dict[str, float] = {}
+        self.worker_seconds: dict[str, float] = {"decide": 0.0, "upload": 0.0}
+        self._started = time.monotonic()
+        self._worker_lock = threading.Lock()
         self.requests = counting.RequestCounter()
         self.counting_requests = False
         self.pool = WorkerPool(
@@ -97,6 +110,16 @@ class Deploy:
     def begin(self) -> None:
         counting.activate(self.requests)
         self.counting_requests = counting.instrument_storage(self.storage)
+        self._started = time.monotonic()
+        self.progress.begin("finding files")
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.monotonic() - started
 
     def queue(self, path: str, prefixed_path: str, source_storage: Storage) -> None:
         self.tasks.append((path, prefixed_path, source_storage))
@@ -109,11 +132,15 @@ class Deploy:
         if self._drained:
             return
         self._drained = True
+        self.timings["find"] = self.timings.get("find", 0.0) + time.monotonic() - self._started
         paths = [task[1] for task in self.tasks]
+        self.found = len(paths)
         capacity = cache_capacity_warning(type(self.strategy), len(paths) + len(later_paths))
         if capacity:
             self.warn(capacity)
-        self.strategy.start([*paths, *later_paths], dry_run=self.dry_run, cleared=self.cleared)
+        self.progress.begin("looking up remote files", total=len(paths) + len(later_paths))
+        with self.phase("look_up"):
+            self.strategy.start([*paths, *later_paths], dry_run=self.dry_run, cleared=self.cleared)
         tasks, self.tasks = self.tasks, []
         self.run_batch(tasks, self.process_task, self.record, after=after)
 
@@ -126,6 +153,16 @@ class Deploy:
         CommandError naming the failures; ``after`` says what that leaves undone.
         """
         self.tally.queued += len(tasks)
+        self.progress.begin("uploading")
+        try:
+            with self.phase("upload"):
+                self._run_batch(tasks, work, record, after=after)
+        finally:
+            self.progress.show(force=True)
+
+    def _run_batch(
+        self, tasks: list[Task], work: Callable[[Task], bool], record: Callable[..., None], *, after: str
+    ) -> None:
         failures: list[Failure] = []
         stop: Failure | None = None
         shared: dict[str, int] = {}
@@ -155,7 +192,10 @@ class Deploy:
 
     def _failure(self, task: Task, error: Exception) -> Failure:
         self.tally.failed += 1
-        return Failure(task, error, errors.diagnose(error, self.storage))
+        self.progress.add(failed=1)
+        failure = Failure(task, error, errors.diagnose(error, self.storage))
+        self.failures.append(failure)
+        return failure
 
     def _settle(self, outcome: Outcome[tuple[int, Task], bool], record: Callable[..., None]) -> None:
         if outcome.error is not None:
@@ -165,15 +205,21 @@ class Deploy:
             self.tally.uploaded += 1
         else:
             self.tally.unchanged += 1
+        self.progress.bytes_sent = self.bytes_uploaded
+        self.progress.add(uploaded=int(copied), skipped=int(not copied))
         record(outcome.task[1], copied=copied)
 
     def process_task(self, task: Task) -> bool:
         """Runs in a worker: decide, then upload with this thread's own storage client."""
         path, prefixed_path, source_storage = task
         if not self.cleared:
-            self.strategy.pre_should_copy_hook()
-            if not self.strategy.should_copy_file(path, prefixed_path, source_storage):
-                return False
+            started = time.monotonic()
+            try:
+                self.strategy.pre_should_copy_hook()
+                if not self.strategy.should_copy_file(path, prefixed_path, source_storage):
+                    return False
+            finally:
+                self._add_worker_time("decide", started)
         # After --clear the location is empty (or, in a dry run, pretends to be): every file goes up.
         if not self.dry_run:
             self.upload(path, prefixed_path, source_storage)
@@ -182,8 +228,19 @@ class Deploy:
     def upload(self, path: str, prefixed_path: str, source_storage: Storage) -> None:
         # Storage.save() refuses such names; the strategies' in-place writes bypass it, so refuse them here.
         validate_file_name(prefixed_path, allow_relative_path=True)
-        self.strategy.forget(prefixed_path)
-        self.strategy.copy_file(path, prefixed_path, source_storage, self.worker_storage())
+        started = time.monotonic()
+        try:
+            self.strategy.forget(prefixed_path)
+            self.strategy.copy_file(path, prefixed_path, source_storage, self.worker_storage())
+        finally:
+            self._add_worker_time("upload", started)
+        sent = source_storage.size(path)
+        with self._worker_lock:
+            self.bytes_uploaded += sent
+
+    def _add_worker_time(self, name: str, started: float) -> None:
+        with self._worker_lock:
+            self.worker_seconds[name] += time.monotonic() - started
 
     def worker_storage(self) -> Storage:
         # boto3 resources and sessions are not thread-safe: each thread gets its own copy.
@@ -234,10 +291,12 @@ class Deploy:
 
     def finish(self, *, succeeded: bool, failure: BaseException | None = None) -> None:
         """Stop the pool and let the strategy save what it keeps; never hide ``failure``, the run's own error."""
+        self.progress.end()
         try:
             # After a failure, a request hung in a worker must not hold the run: its upload stays unconfirmed.
             self.pool.close(timeout=None if failure is None else self.pool.grace)
-            self.strategy.finish(succeeded=succeeded, dry_run=self.dry_run)
+            with self.phase("finish"):
+                self.strategy.finish(succeeded=succeeded, dry_run=self.dry_run)
         except Exception as error:
             if failure is None:
                 raise

@@ -93,11 +93,14 @@ class StagedPostProcess:
 
         staged = stage(self.storage, paths, directory)
         results: list[Result] = []
-        for result in staged.post_process(dict(paths), **options):
-            results.append(result)
-            if isinstance(result[2], Exception):
-                self.adopt(staged)
-                return results  # nothing is uploaded: the bucket keeps its staticfiles.json
+        with self.deploy.phase("post_process"):
+            for result in staged.post_process(dict(paths), **options):
+                results.append(result)
+                if isinstance(result[2], Exception):
+                    break
+        if results and isinstance(results[-1][2], Exception):
+            self.adopt(staged)
+            return results  # nothing is uploaded: the bucket keeps its staticfiles.json
         names = staged.staged_names()
         manifest = staged.stored_name_of(staged.manifest_name) if isinstance(staged, ManifestFilesMixin) else None
         files = [name for name in names if name != manifest]

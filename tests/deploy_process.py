@@ -72,6 +72,7 @@ def main() -> None:
     parser.add_argument("--static", required=True, action="append")
     parser.add_argument("--strategy", default="collectfast.strategies.manifest.S3ManifestStrategy")
     parser.add_argument("--cache", help="a FileBasedCache folder (default: a per-process cache)")
+    parser.add_argument("--verbosity", type=int, default=1)
     parser.add_argument("--mode", default="verified")
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--barrier", type=Path)
@@ -82,7 +83,7 @@ def main() -> None:
 
     if args.barrier:
         wait_for_parties(args.barrier, args.parties)
-    call_command("collectstatic", interactive=False, verbosity=1, stdout=sys.stdout, stderr=sys.stderr)
+    call_command("collectstatic", interactive=False, verbosity=args.verbosity, stdout=sys.stdout, stderr=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,11 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.files.storage import Storage
 from django.core.management.base import CommandError, CommandParser
 
+from collectfast import report
 from collectfast.conf import settings
 from collectfast.deploy import Deploy
 from collectfast.postprocess import staged_post_process
+from collectfast.progress import Progress
 from collectfast.strategies import DisabledStrategy, Strategy, guess_strategy, load_strategy
 
 
@@ -75,6 +77,7 @@ class Command(collectstatic.Command):
         self.strategy: Strategy[Any] | None = None
         self.deploy: Deploy | None = None
         self.read_cache = True
+        self.report_path: str | None = None
         self.pool_options: dict[str, Any] = {}
         self._warn_lock = threading.Lock()
 
@@ -88,6 +91,13 @@ class Command(collectstatic.Command):
             help="Run Django's stock collectstatic, without collectfast.",
         )
         parser.add_argument(
+            "--report",
+            metavar="FILE",
+            dest="report",
+            default=None,
+            help="Write a JSON account of the run to FILE (default: COLLECTFAST_REPORT).",
+        )
+        parser.add_argument(
             "--no-cache",
             action="store_false",
             dest="read_cache",
@@ -98,11 +108,13 @@ class Command(collectstatic.Command):
     def set_options(self, **options: Any) -> None:
         super().set_options(**options)
         self.read_cache = options.get("read_cache", True)
+        self.report_path = options.get("report")
         self.deploy = None
         try:
             self.collectfast_enabled = settings.enabled and not options.get("disable_collectfast", False)
             if self.collectfast_enabled:
                 self.pool_options = {"threads": settings.threads, "retries": settings.retries, "debug": settings.debug}
+                self.report_path = self.report_path or settings.report
                 self.strategy = self.load_strategy(announce=bool(options.get("skip_checks", True)))
                 self.collectfast_enabled = self.strategy is not None
         except ImproperlyConfigured as error:
@@ -162,6 +174,11 @@ class Command(collectstatic.Command):
             **self.pool_options,
             copied=self.copied_files,
             unmodified=self.unmodified_files,
+            progress=Progress(
+                lambda text: self.stderr.write(text, ending=""),
+                enabled=self.verbosity >= 1,
+                terminal=self.stderr.isatty(),
+            ),
         )
         deploy.begin()
         destination = self.storage
@@ -173,11 +190,21 @@ class Command(collectstatic.Command):
         except BaseException as error:
             self.storage = destination
             deploy.finish(succeeded=False, failure=error)
+            outcome = report.INTERRUPTED if isinstance(error, KeyboardInterrupt) else report.FAILED
+            self.publish_report(outcome, str(error) or type(error).__name__)
             raise
         self.storage = destination
         deploy.finish(succeeded=True)
         collected["modified"] = self.copied_files + self.symlinked_files
+        self.publish_report(report.SUCCEEDED, None)
         return collected
+
+    def publish_report(self, outcome: str, message: str | None) -> None:
+        assert self.deploy is not None
+        account = report.build(
+            self.deploy, outcome=outcome, message=message, post_processed=len(self.post_processed_files)
+        )
+        report.publish(account, self.report_path)
 
     def handle(self, **options: Any) -> str | None:
         summary: str | None = super().handle(**options)
