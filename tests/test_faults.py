@@ -62,7 +62,7 @@ def md5(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
-def files(tree: StaticTree, *, version: str = "v1", big: bool = False, n: int = 8) -> None:
+def files(tree: StaticTree, *, version: str = "v1", big: bool = False, n: int = 4) -> None:
     """A small tree: CSS, JS, a binary, some text files; optionally the 9 MiB file."""
     tree.write("css/app.css", f"body {{ color: red }} /* {version} */\n" * 20)
     tree.write("js/app.js", f"console.log('{version}');\n" * 30)
@@ -265,9 +265,13 @@ def fired(proxy: FaultProxy) -> list[LogEntry]:
 # Transient errors, persistent errors.
 
 
-@pytest.mark.parametrize("layer", ["collectfast-retries", "botocore-retries"])
+@pytest.mark.parametrize(
+    ("strategy", "layer"),
+    [(BOTO3, "collectfast-retries"), (MANIFEST, "botocore-retries")],
+    ids=["boto3-collectfast-retries", "manifest-botocore-retries"],
+)
 def test_transient_5xx_at_ten_percent_is_retried_and_the_run_succeeds(site: Site, layer: str):
-    files(site.tree, n=20, big=True)
+    files(site.tree, n=12, big=True)
     if layer == "botocore-retries":
         # Every kind of request fails now and then; botocore's standard retries absorb it, as in production.
         site.configure(Config(retries={"mode": "standard", "total_max_attempts": 4}, read_timeout=20))
@@ -295,7 +299,7 @@ def test_a_key_that_always_fails_is_named_and_the_others_go_up(site: Site):
     outcome = site.run()
 
     assert len(fired(site.proxy)) == 3  # the first attempt and COLLECTFAST_RETRIES = 2 more
-    assert_repaired(site, outcome, error=r"^collectfast could not upload 1 of 11 files:", named=["js/app.js"])
+    assert_repaired(site, outcome, error=r"^collectfast could not upload 1 of 7 files:", named=["js/app.js"])
     assert set(outcome.claimed) == set(site.tree.files()) - {"js/app.js"}
 
 
@@ -331,7 +335,12 @@ DROPS = {
 }
 
 
-@pytest.mark.parametrize("case", list(DROPS))
+DROP_CASES = [(MANIFEST, case) for case in DROPS] + [(BOTO3, "mid-request-single"), (BOTO3, "mid-response-complete")]
+
+
+@pytest.mark.parametrize(
+    ("strategy", "case"), DROP_CASES, ids=[f"{'manifest' if s == MANIFEST else 'boto3'}-{c}" for s, c in DROP_CASES]
+)
 def test_a_dropped_connection_is_retried(site: Site, case: str):
     rule, big = DROPS[case]
     files(site.tree, big=big)
@@ -343,7 +352,7 @@ def test_a_dropped_connection_is_retried(site: Site, case: str):
     assert_repaired(site, outcome)
 
 
-@pytest.mark.parametrize("case", ["single", "part"])
+@pytest.mark.parametrize(("strategy", "case"), [(BOTO3, "single"), (MANIFEST, "part")], ids=["boto3", "manifest"])
 def test_a_connection_dropped_on_every_attempt_names_the_file(site: Site, case: str):
     files(site.tree, big=case == "part")
     name = "img/logo.png" if case == "single" else BIG
@@ -355,7 +364,7 @@ def test_a_connection_dropped_on_every_attempt_names_the_file(site: Site, case: 
 
 
 def test_the_endpoint_disappearing_mid_deploy_stops_the_run(site: Site):
-    files(site.tree, n=30)
+    files(site.tree, n=16)
     # The first rule that fires wins: Disappear counts every PUT, Delay slows the others down.
     site.proxy.add(Rule(Disappear(), method="PUT", nth=5), Rule(Delay(0.05), method="PUT"))
     site.settings.COLLECTFAST_THREADS = 2
@@ -363,12 +372,13 @@ def test_the_endpoint_disappearing_mid_deploy_stops_the_run(site: Site):
     outcome = site.run()
 
     assert_repaired(site, outcome, error=r"^collectfast stopped: .*could not be reached")
-    assert 0 < len(outcome.claimed) < 30
+    assert 0 < len(outcome.claimed) < 16
 
 
 # A hung request, with a short client read timeout.
 
 
+@pytest.mark.parametrize("strategy", [MANIFEST], ids=["manifest"])
 def test_a_request_hung_once_is_retried_by_botocore(site: Site):
     files(site.tree)
     # Read timeouts are botocore's to retry (collectfast does not retry them again).
@@ -383,6 +393,7 @@ def test_a_request_hung_once_is_retried_by_botocore(site: Site):
     assert_repaired(site, outcome)
 
 
+@pytest.mark.parametrize("strategy", [BOTO3], ids=["boto3"])
 def test_a_request_that_always_hangs_names_the_file_after_the_read_timeout(site: Site):
     files(site.tree)
     site.configure(Config(read_timeout=2, connect_timeout=2, retries={"total_max_attempts": 1}))
@@ -392,7 +403,7 @@ def test_a_request_that_always_hangs_names_the_file_after_the_read_timeout(site:
     outcome = site.run()
 
     assert time.monotonic() - started < 15
-    assert_repaired(site, outcome, error="^collectfast could not upload 1 of 11 files:", named=["js/app.js"])
+    assert_repaired(site, outcome, error="^collectfast could not upload 1 of 7 files:", named=["js/app.js"])
     assert "ReadTimeoutError" in (outcome.error or "")
 
 
@@ -438,9 +449,9 @@ SIGNAL_CASES = [
     ids=[f"{'manifest' if s == MANIFEST else 'boto3'}-{t}-{n}" for s, n, t in SIGNAL_CASES],
 )
 def test_a_deploy_signalled_mid_upload_is_repaired_by_the_next(site: Site, request, signame: str, target: str):
-    files(site.tree, big=True)
+    files(site.tree, big=target == "multipart")
     site.run()
-    files(site.tree, version="v2", big=True)
+    files(site.tree, version="v2", big=target == "multipart")
     if target == "single":
         rule = Rule(Delay(1.0), method="PUT", key_contains="txt/03", times=1)
     else:
@@ -462,6 +473,7 @@ def test_a_deploy_signalled_mid_upload_is_repaired_by_the_next(site: Site, reque
     assert_repaired(site, outcome, error=signame, stale_ok=stale if signame == "SIGKILL" else ())
 
 
+@pytest.mark.parametrize("strategy", [MANIFEST], ids=["manifest"])
 def test_sigterm_while_a_request_hangs_stops_the_deploy_within_seconds(site: Site):
     files(site.tree)
     started = time.monotonic()
@@ -485,7 +497,7 @@ def test_trusting_mode_after_a_sigkill_and_a_rollback_uploads_what_the_killed_ru
     site.run()
     files(site.tree, version="v2")
     outcome = run_and_signal(
-        site, "SIGKILL", Rule(Delay(1.0), method="PUT", key_contains="txt/05", times=1), extra=("--mode", "trusting")
+        site, "SIGKILL", Rule(Delay(1.0), method="PUT", key_contains="txt/03", times=1), extra=("--mode", "trusting")
     )
     files(site.tree)  # a local rollback to the bytes the manifest knows
 
