@@ -623,3 +623,45 @@ def test_objects_overwritten_or_deleted_out_of_band_are_repaired(site: Site):
 
     assert sorted(outcome.claimed) == sorted(["css/app.css", BIG, "js/app.js"])
     assert_repaired(site, outcome, run_args=args)
+
+
+# The manifest write itself, broken once (botocore's retries off, as in every case here).
+
+NOT_RETRIED = (
+    "collectfast bug: the manifest PUT gets no COLLECTFAST_RETRIES (S3ManifestStrategy.write_manifest / "
+    "ManifestStrategy.save), unlike every upload: one transient failure (503 SlowDown, a dropped connection) "
+    "fails a deploy whose uploads all succeeded"
+)
+LIE = (
+    "; and when the PUT took effect but its answer was lost, the error says 'The manifest was not saved' "
+    "(and that it still describes the old objects) while the bucket holds the new manifest"
+)
+
+
+@pytest.mark.parametrize("strategy", [MANIFEST], ids=["manifest"])
+@pytest.mark.parametrize("when", ["create", "replace"])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param(DropResponse(0), id="answer-lost", marks=pytest.mark.xfail(strict=True, reason=NOT_RETRIED + LIE)),
+        pytest.param(Respond(503, "SlowDown"), id="slowdown", marks=pytest.mark.xfail(strict=True, reason=NOT_RETRIED)),
+    ],
+)
+def test_a_manifest_write_broken_once(site: Site, when: str, fault: Any):
+    files(site.tree)
+    if when == "replace":
+        site.run()
+        files(site.tree, version="v2")
+    site.proxy.add(Rule(fault, method="PUT", key_contains=MANIFEST_KEY, times=1))
+
+    outcome = site.run()
+
+    assert len(fired(site.proxy)) == 1
+    if outcome.error and "The manifest was not saved" in outcome.error:
+        saved = loads(site.bucket.objects()[MANIFEST_KEY]) if MANIFEST_KEY in site.bucket.list_keys() else None
+        local = site.tree.files()
+        recorded = saved is not None and all(
+            name in saved.entries and saved.entries[name].md5 == md5(local[name]) for name in outcome.claimed
+        )
+        assert not recorded, "the error says the manifest was not saved, but the bucket holds this run's entries"
+    assert_repaired(site, outcome)
