@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ SECRET_KEY = "collectfast-test-secret"
 REGION = "us-east-1"
 
 __all__ = [
+    "_skip_moto_only",
     "Bucket",
     "Run",
     "StaticTree",
@@ -39,11 +41,33 @@ def lists_for(n_files: int) -> int:
     return max(1, math.ceil(n_files / 1000))
 
 
+def s3_server_name() -> str:
+    """The S3 implementation the tests run against: COLLECTFAST_S3_SERVER, moto by default."""
+    name = os.environ.get("COLLECTFAST_S3_SERVER") or "moto"
+    if name not in ("moto", "localstack"):
+        raise ValueError(f"COLLECTFAST_S3_SERVER={name!r}: expected moto or localstack")
+    return name
+
+
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
-    server = S3Server()
+    if s3_server_name() == "localstack":
+        # LocalStack's S3 behind a counting proxy, from its own virtualenv (make test-s3-compat).
+        from tests.localstack_server import LocalStackServer
+
+        server: S3Server = LocalStackServer()
+    else:
+        server = S3Server()
     yield server
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _skip_moto_only(request: pytest.FixtureRequest) -> None:
+    """``@pytest.mark.moto_only("why")``: the test relies on moto's behaviour; skipped on another server."""
+    marker = request.node.get_closest_marker("moto_only")
+    if marker is not None and s3_server_name() != "moto":
+        pytest.skip(f"moto only: {marker.args[0] if marker.args else 'relies on moto'}")
 
 
 @dataclass
