@@ -479,3 +479,23 @@ def test_a_missing_bucket_or_bad_credentials_stop_at_the_first_failure(
     assert message.count(words) == 1
     assert bucket.counts()["PUT"] <= 1 + settings.COLLECTFAST_THREADS
     assert message.splitlines()[-1].startswith("No file was uploaded: of 100 files")
+
+
+@pytest.mark.parametrize("strategy", [None, MANIFEST, UPLOAD_ALL])
+def test_a_killed_runs_multipart_upload_is_aborted_by_the_next_run_that_sends_the_file(
+    s3_settings, settings, bucket: Bucket, static_tree, strategy
+):
+    settings.COLLECTFAST_STRATEGY = strategy
+    static_tree.write("big.bin", b"x" * (9 * 1024 * 1024))
+    static_tree.write("small.css", "small")
+    # What a deploy killed mid-upload leaves: parts S3 keeps (and bills) until someone aborts them.
+    bucket.client.create_multipart_upload(Bucket=bucket.name, Key="big.bin")
+    time.sleep(0.01)
+
+    run = collectstatic()
+
+    assert "Aborted 1 abandoned multipart upload." in run.stdout
+    assert bucket.client.list_multipart_uploads(Bucket=bucket.name).get("Uploads", []) == []
+    objects = bucket.objects()
+    objects.pop("collectfast-manifest.json", None)
+    assert objects == static_tree.files()

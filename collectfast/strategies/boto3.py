@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import re
 import threading
+from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import IO, Any, cast
 
 from botocore.config import Config
@@ -139,6 +141,8 @@ class WorkerStorages:
         self._lock = threading.Lock()
         self._session: Any = None
         self._local = threading.local()
+        self.started = datetime.now(timezone.utc)
+        self._multipart_keys: set[str] = set()
         # s3transfer holds up to 10 parts of 8 MiB in memory per multipart upload, and
         # sends them on threads of its own: one such upload at a time keeps memory
         # bounded whatever the number of large files, and the bandwidth busy.
@@ -158,6 +162,46 @@ class WorkerStorages:
                 verify=worker.verify,
             )
         return worker
+
+    def sending_in_parts(self, key: str) -> None:
+        with self._lock:
+            self._multipart_keys.add(key)
+
+    def abort_abandoned(self, storage: S3Storage) -> int:
+        """Abort the multipart uploads of keys this run sent in parts that began before it: a killed run's.
+
+        One ListMultipartUploads, only after a run that sent a file in parts; S3 keeps the
+        parts of an upload never completed or aborted (and bills them) until a lifecycle rule ends it.
+        """
+        with self._lock:
+            keys = set(self._multipart_keys)
+        if not keys:
+            return 0
+        client = self.client(storage)
+        location = str(storage.location).strip("/")
+        aborted = 0
+        pages = client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=storage.bucket_name, Prefix=f"{location}/" if location else ""
+        )
+        for page in pages:
+            for upload in page.get("Uploads", ()):
+                if upload["Key"] in keys and upload["Initiated"] < self.started:
+                    client.abort_multipart_upload(
+                        Bucket=storage.bucket_name, Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
+                    aborted += 1
+        return aborted
+
+    def finish(self, storage: S3Storage, warn: Callable[[str], None]) -> str | None:
+        """Abort abandoned uploads after a run; what to add to the summary, if anything."""
+        try:
+            aborted = self.abort_abandoned(storage)
+        except (ClientError, BotoCoreError) as error:
+            warn(s3_error_message(storage, "Aborting abandoned multipart uploads", error))
+            return None
+        if not aborted:
+            return None
+        return f"Aborted {aborted} abandoned multipart upload{'' if aborted == 1 else 's'}."
 
     def client(self, storage: Storage) -> Any:
         """This thread's client for requests outside uploads (listing, deletes, the manifest), counted."""
@@ -192,13 +236,13 @@ def deploy_config(config: Config | None) -> Config:
 
 
 def save_in_place(
-    path: str, prefixed_path: str, local_storage: Storage, worker: S3Storage, multipart_slot: threading.Semaphore
+    path: str, prefixed_path: str, local_storage: Storage, worker: S3Storage, workers: WorkerStorages
 ) -> str:
     """Upload one file with a worker's storage, overwriting the key; return the name saved.
 
     Not save(): with AWS_S3_FILE_OVERWRITE = False it would pick another name, and
     collectstatic overwrites in place, as stock does after its DELETE. Uploads
-    that s3transfer splits into parts wait for ``multipart_slot``.
+    that s3transfer splits into parts wait for ``workers.multipart_slot``.
     """
     config = worker.transfer_config
     single_part = local_storage.size(path) < config.multipart_threshold
@@ -210,7 +254,8 @@ def save_in_place(
             source.seek(0)
             single_part = False  # gzip made it reach the threshold
         if not single_part:
-            with multipart_slot:
+            workers.sending_in_parts(worker._normalize_name(clean_name(prefixed_path)))
+            with workers.multipart_slot:
                 return str(worker._save(prefixed_path, File(source)))
         if not config.use_threads:
             return str(worker._save(prefixed_path, File(source)))
@@ -300,12 +345,21 @@ class Boto3Strategy(ListingStrategy[S3Storage]):
     def __init__(self, remote_storage: S3Storage) -> None:
         super().__init__(remote_storage)
         self.workers = WorkerStorages()
+        self.aborted: str | None = None
 
     def worker_storage(self, storage: Storage) -> Storage:
         return cast(Storage, self.workers.for_this_thread(storage))
 
     def copy_file(self, path: str, prefixed_path: str, local_storage: Storage, remote_storage: Storage) -> None:
-        save_in_place(path, prefixed_path, local_storage, cast(S3Storage, remote_storage), self.workers.multipart_slot)
+        save_in_place(path, prefixed_path, local_storage, cast(S3Storage, remote_storage), self.workers)
+
+    def finish(self, *, succeeded: bool, dry_run: bool = False) -> None:
+        super().finish(succeeded=succeeded, dry_run=dry_run)
+        if not dry_run:
+            self.aborted = self.workers.finish(self.remote_storage, self.warn)
+
+    def requests_summary(self) -> str | None:
+        return self.aborted
 
     def should_copy_file(self, path: str, prefixed_path: str, local_storage: Storage) -> bool:
         key = self.remote_key(prefixed_path)

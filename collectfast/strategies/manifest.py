@@ -44,6 +44,7 @@ class S3ManifestStrategy(ManifestStrategy[S3Storage]):
         # The listing strategy's bucket operations (paged LIST, batched DELETE, keys), shared rather than copied.
         self.objects = Boto3Strategy(remote_storage)
         self.recorder = UploadRecorder()
+        self.aborted: str | None = None
 
     @classmethod
     def fits_class(cls, storage_class: type[Storage]) -> bool:
@@ -72,6 +73,17 @@ class S3ManifestStrategy(ManifestStrategy[S3Storage]):
                 "November 2024), which this botocore lacks. Upgrade boto3 and botocore."
             )
         super().start(prefixed_paths, dry_run=dry_run, cleared=cleared)
+
+    def finish(self, *, succeeded: bool, dry_run: bool = False) -> None:
+        try:
+            super().finish(succeeded=succeeded, dry_run=dry_run)
+        finally:
+            if not dry_run:
+                self.aborted = self.objects.workers.finish(self.remote_storage, self.warn)
+
+    def requests_summary(self) -> str | None:
+        parts = [part for part in (super().requests_summary(), self.aborted) if part]
+        return " ".join(parts) or None
 
     def clear_remote(self, *, dry_run: bool = False) -> list[str] | None:
         return self.objects.clear_remote(dry_run=dry_run)
@@ -170,5 +182,5 @@ class S3ManifestStrategy(ManifestStrategy[S3Storage]):
     ) -> tuple[str, Stored | None]:
         storage = cast(S3Storage, remote_storage)
         self.recorder.watch(storage.connection.meta.client)
-        saved = save_in_place(path, prefixed_path, local_storage, storage, self.objects.workers.multipart_slot)
+        saved = save_in_place(path, prefixed_path, local_storage, storage, self.objects.workers)
         return saved, self.recorder.pop(self.objects.remote_key(saved))

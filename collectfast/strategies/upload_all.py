@@ -21,6 +21,7 @@ class UploadAllStrategy(Strategy[Storage]):
     def __init__(self, remote_storage: Storage) -> None:
         super().__init__(remote_storage)
         self._s3_workers: Any = None
+        self.aborted: str | None = None
         if storage_is(remote_storage, S3_STORAGE):
             # Only imported for S3: boto3 is an optional dependency.
             from collectfast.strategies.boto3 import WorkerStorages
@@ -40,13 +41,18 @@ class UploadAllStrategy(Strategy[Storage]):
             return cast(Storage, worker_copy(storage))
         return super().worker_storage(storage)
 
+    def finish(self, *, succeeded: bool, dry_run: bool = False) -> None:
+        if self._s3_workers is not None and not dry_run:
+            self.aborted = self._s3_workers.finish(self.remote_storage, self.warn)
+
+    def requests_summary(self) -> str | None:
+        return self.aborted
+
     def copy_file(self, path: str, prefixed_path: str, local_storage: Storage, remote_storage: Storage) -> None:
         if self._s3_workers is not None:
             from collectfast.strategies.boto3 import save_in_place
 
-            save_in_place(
-                path, prefixed_path, local_storage, cast(Any, remote_storage), self._s3_workers.multipart_slot
-            )
+            save_in_place(path, prefixed_path, local_storage, cast(Any, remote_storage), self._s3_workers)
         elif isinstance(remote_storage, FileSystemStorage):
             replace_file(path, prefixed_path, local_storage, remote_storage)
         else:
