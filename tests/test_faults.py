@@ -270,7 +270,7 @@ def fired(proxy: FaultProxy) -> list[LogEntry]:
     [(BOTO3, "collectfast-retries"), (MANIFEST, "botocore-retries")],
     ids=["boto3-collectfast-retries", "manifest-botocore-retries"],
 )
-def test_transient_5xx_at_ten_percent_is_retried_and_the_run_succeeds(site: Site, layer: str):
+def test_transient_5xx_at_ten_percent_is_retried_and_the_run_succeeds(site: Site, layer: str) -> None:
     files(site.tree, n=12, big=True)
     if layer == "botocore-retries":
         # Every kind of request fails now and then; botocore's standard retries absorb it, as in production.
@@ -292,7 +292,7 @@ def test_transient_5xx_at_ten_percent_is_retried_and_the_run_succeeds(site: Site
     assert_repaired(site, outcome)
 
 
-def test_a_key_that_always_fails_is_named_and_the_others_go_up(site: Site):
+def test_a_key_that_always_fails_is_named_and_the_others_go_up(site: Site) -> None:
     files(site.tree)
     site.proxy.add(Rule(Respond(500, "InternalError"), method="PUT", key_contains="js/app.js"))
 
@@ -303,7 +303,7 @@ def test_a_key_that_always_fails_is_named_and_the_others_go_up(site: Site):
     assert set(outcome.claimed) == set(site.tree.files()) - {"js/app.js"}
 
 
-def test_403_on_every_put_stops_the_run_and_reads_still_work(site: Site):
+def test_403_on_every_put_stops_the_run_and_reads_still_work(site: Site) -> None:
     files(site.tree)
     site.proxy.add(Rule(Respond(403, "AccessDenied"), method="PUT"))
 
@@ -341,7 +341,7 @@ DROP_CASES = [(MANIFEST, case) for case in DROPS] + [(BOTO3, "mid-request-single
 @pytest.mark.parametrize(
     ("strategy", "case"), DROP_CASES, ids=[f"{'manifest' if s == MANIFEST else 'boto3'}-{c}" for s, c in DROP_CASES]
 )
-def test_a_dropped_connection_is_retried(site: Site, case: str):
+def test_a_dropped_connection_is_retried(site: Site, case: str) -> None:
     rule, big = DROPS[case]
     files(site.tree, big=big)
     site.proxy.add(dataclasses.replace(rule))
@@ -353,7 +353,7 @@ def test_a_dropped_connection_is_retried(site: Site, case: str):
 
 
 @pytest.mark.parametrize(("strategy", "case"), [(BOTO3, "single"), (MANIFEST, "part")], ids=["boto3", "manifest"])
-def test_a_connection_dropped_on_every_attempt_names_the_file(site: Site, case: str):
+def test_a_connection_dropped_on_every_attempt_names_the_file(site: Site, case: str) -> None:
     files(site.tree, big=case == "part")
     name = "img/logo.png" if case == "single" else BIG
     site.proxy.add(Rule(DropRequest(0.5), method="PUT", key_contains=name))
@@ -363,7 +363,7 @@ def test_a_connection_dropped_on_every_attempt_names_the_file(site: Site, case: 
     assert_repaired(site, outcome, error=r"^collectfast could not upload 1 of \d+ files:", named=[name])
 
 
-def test_the_endpoint_disappearing_mid_deploy_stops_the_run(site: Site):
+def test_the_endpoint_disappearing_mid_deploy_stops_the_run(site: Site) -> None:
     files(site.tree, n=16)
     # The first rule that fires wins: Disappear counts every PUT, Delay slows the others down.
     site.proxy.add(Rule(Disappear(), method="PUT", nth=5), Rule(Delay(0.05), method="PUT"))
@@ -379,7 +379,7 @@ def test_the_endpoint_disappearing_mid_deploy_stops_the_run(site: Site):
 
 
 @pytest.mark.parametrize("strategy", [MANIFEST], ids=["manifest"])
-def test_a_request_hung_once_is_retried_by_botocore(site: Site):
+def test_a_request_hung_once_is_retried_by_botocore(site: Site) -> None:
     files(site.tree)
     # Read timeouts are botocore's to retry (collectfast does not retry them again).
     site.configure(Config(read_timeout=2, connect_timeout=2, retries={"mode": "standard", "total_max_attempts": 2}))
@@ -394,7 +394,7 @@ def test_a_request_hung_once_is_retried_by_botocore(site: Site):
 
 
 @pytest.mark.parametrize("strategy", [BOTO3], ids=["boto3"])
-def test_a_request_that_always_hangs_names_the_file_after_the_read_timeout(site: Site):
+def test_a_request_that_always_hangs_names_the_file_after_the_read_timeout(site: Site) -> None:
     files(site.tree)
     site.configure(Config(read_timeout=2, connect_timeout=2, retries={"total_max_attempts": 1}))
     site.proxy.add(Rule(Hang(30), method="PUT", key_contains="js/app.js"))
@@ -448,7 +448,7 @@ SIGNAL_CASES = [
     SIGNAL_CASES,
     ids=[f"{'manifest' if s == MANIFEST else 'boto3'}-{t}-{n}" for s, n, t in SIGNAL_CASES],
 )
-def test_a_deploy_signalled_mid_upload_is_repaired_by_the_next(site: Site, request, signame: str, target: str):
+def test_a_deploy_signalled_mid_upload_is_repaired_by_the_next(site: Site, signame: str, target: str) -> None:
     files(site.tree, big=target == "multipart")
     site.run()
     files(site.tree, version="v2", big=target == "multipart")
@@ -456,14 +456,6 @@ def test_a_deploy_signalled_mid_upload_is_repaired_by_the_next(site: Site, reque
         rule = Rule(Delay(1.0), method="PUT", key_contains="txt/03", times=1)
     else:
         rule = Rule(Delay(1.0), method="PUT", key_contains=BIG, query_contains="partNumber=2", times=1)
-        if signame == "SIGKILL":
-            request.applymarker(
-                pytest.mark.xfail(
-                    strict=True,
-                    reason="Known defect (being fixed elsewhere): a deploy killed during a multipart upload leaves "
-                    "it open, and no later run aborts it, so its parts are stored (and billed) forever.",
-                )
-            )
 
     outcome = run_and_signal(site, signame, rule)
 
@@ -474,7 +466,7 @@ def test_a_deploy_signalled_mid_upload_is_repaired_by_the_next(site: Site, reque
 
 
 @pytest.mark.parametrize("strategy", [MANIFEST], ids=["manifest"])
-def test_sigterm_while_a_request_hangs_stops_the_deploy_within_seconds(site: Site):
+def test_sigterm_while_a_request_hangs_stops_the_deploy_within_seconds(site: Site) -> None:
     files(site.tree)
     started = time.monotonic()
     outcome = run_and_signal(site, "SIGTERM", Rule(Hang(60), method="PUT", key_contains="txt/03", times=1))
@@ -491,7 +483,7 @@ def test_sigterm_while_a_request_hangs_stops_the_deploy_within_seconds(site: Sit
     "overwrote; after a local rollback to those bytes the next deploy skips them, and the bucket keeps the "
     "killed deploy's bytes (finish() never runs, and nothing is recorded before the upload starts).",
 )
-def test_trusting_mode_after_a_sigkill_and_a_rollback_uploads_what_the_killed_run_overwrote(site: Site):
+def test_trusting_mode_after_a_sigkill_and_a_rollback_uploads_what_the_killed_run_overwrote(site: Site) -> None:
     site.settings.COLLECTFAST_MANIFEST_MODE = "trusting"
     files(site.tree)
     site.run()
@@ -513,7 +505,7 @@ def test_trusting_mode_after_a_sigkill_and_a_rollback_uploads_what_the_killed_ru
 
 def test_two_concurrent_deploys_one_failing_its_manifest_write(
     s3_server: S3Server, site: Site, tmp_path: Path, settings: Any
-):
+) -> None:
     if not site.manifest:
         pytest.skip("the manifest write is the manifest strategy's")
     base = site.tree
@@ -588,7 +580,7 @@ PLANTED = {
 
 @pytest.mark.parametrize("strategy", [MANIFEST], ids=["manifest"])
 @pytest.mark.parametrize("planted", list(PLANTED))
-def test_a_planted_manifest_is_reported_and_every_file_uploaded(site: Site, planted: str):
+def test_a_planted_manifest_is_reported_and_every_file_uploaded(site: Site, planted: str) -> None:
     files(site.tree)
     site.bucket.client.put_object(Bucket=site.bucket.name, Key=MANIFEST_KEY, Body=PLANTED[planted])
 
@@ -608,7 +600,7 @@ def test_a_planted_manifest_is_reported_and_every_file_uploaded(site: Site, plan
 # Objects changed behind collectfast's back.
 
 
-def test_objects_overwritten_or_deleted_out_of_band_are_repaired(site: Site):
+def test_objects_overwritten_or_deleted_out_of_band_are_repaired(site: Site) -> None:
     files(site.tree, big=True)
     first = site.run()
     assert first.error is None
@@ -647,7 +639,7 @@ LIE = (
         pytest.param(Respond(503, "SlowDown"), id="slowdown", marks=pytest.mark.xfail(strict=True, reason=NOT_RETRIED)),
     ],
 )
-def test_a_manifest_write_broken_once(site: Site, when: str, fault: Any):
+def test_a_manifest_write_broken_once(site: Site, when: str, fault: Any) -> None:
     files(site.tree)
     if when == "replace":
         site.run()
