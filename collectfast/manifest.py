@@ -7,6 +7,7 @@ The format and the consistency argument are described in ``docs/manifest.md``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -20,6 +21,8 @@ from typing import Any
 FORMAT = "collectfast-manifest"
 #: Bump when the document changes shape; older releases refuse newer documents.
 VERSION = 1
+#: Deploy times kept in ``deploys``, newest first: the history pruning reads (docs/pruning.md).
+HISTORY = 50
 
 #: Whether the storage applies conditional writes (If-Match / If-None-Match), as last observed.
 WRITES_UNKNOWN = "unknown"
@@ -68,6 +71,9 @@ class Entry:
     etag: str
     options: str
     uploaded_at: datetime
+    #: The first deploy in ``Manifest.deploys`` that did not produce this name; None while the latest did.
+    #: History, not content: two entries for the same upload are equal whatever it says.
+    gone_since: datetime | None = field(default=None, compare=False)
 
     @property
     def stored(self) -> Stored:
@@ -90,6 +96,8 @@ class Manifest:
     updated_at: datetime | None = None
     #: How many files the deploy that last wrote the manifest uploaded.
     last_uploads: int = 0
+    #: When the last recorded deploys (at most HISTORY) wrote it, newest first.
+    deploys: list[datetime] = field(default_factory=list)
 
 
 def options_fingerprint(options: Mapping[str, Any]) -> str:
@@ -108,6 +116,7 @@ def dumps(manifest: Manifest) -> bytes:
         "updated_at": manifest.updated_at.isoformat() if manifest.updated_at else None,
         "last_uploads": manifest.last_uploads,
         "conditional_writes": manifest.conditional_writes,
+        "deploys": [at.isoformat() for at in manifest.deploys],
     }
     # Written entry by entry: a document of dicts would hold every entry twice more at 100,000 files.
     out = io.BytesIO()
@@ -121,6 +130,8 @@ def dumps(manifest: Manifest) -> bytes:
             "options": entry.options,
             "uploaded_at": entry.uploaded_at.isoformat(),
         }
+        if entry.gone_since is not None:
+            fields["gone_since"] = entry.gone_since.isoformat()
         out.write(f"{',' if i else ''}{_json(name)}:{_json(fields)}".encode())
     out.write(b"}}")
     return out.getvalue()
@@ -151,11 +162,15 @@ def loads(data: bytes) -> Manifest:
         raise ManifestError('"entries" is not an object')
     writes = document.get("conditional_writes")
     last_uploads = document.get("last_uploads", 0)
+    deploys = document.get("deploys", [])
+    if not isinstance(deploys, list):
+        raise ManifestError('"deploys" is not a list')
     return Manifest(
         entries={str(name): _entry(name, fields) for name, fields in entries.items()},
         conditional_writes=writes if writes in _WRITES else WRITES_UNKNOWN,
         updated_at=_time(document.get("updated_at"), "updated_at") if document.get("updated_at") else None,
         last_uploads=last_uploads if isinstance(last_uploads, int) else 0,
+        deploys=[_time(at, "a time in deploys") for at in deploys][:HISTORY],
     )
 
 
@@ -172,7 +187,9 @@ def _entry(name: str, fields: Any) -> Entry:
     # One string object where values repeat: at 100,000 entries that saves megabytes.
     etag = md5 if etag == md5 else etag
     uploaded_at = _time(fields.get("uploaded_at"), f"uploaded_at of {name!r}")
-    return Entry(md5, size, etag, sys.intern(options), uploaded_at)
+    gone = fields.get("gone_since")
+    gone_since = None if gone is None else _time(gone, f"gone_since of {name!r}")
+    return Entry(md5, size, etag, sys.intern(options), uploaded_at, gone_since)
 
 
 def _time(value: Any, what: str) -> datetime:
@@ -197,12 +214,15 @@ class Changes:
     upserts: dict[str, Entry] = field(default_factory=dict)
     removals: dict[str, Entry] = field(default_factory=dict)
     seen: dict[str, Entry | None] = field(default_factory=dict)
+    #: Set by a deploy that succeeded: every name it produced, and when; recorded as history.
+    produced: frozenset[str] | None = None
+    deployed_at: datetime | None = None
 
     def __bool__(self) -> bool:
         return bool(self.upserts or self.removals)
 
     def copy(self) -> Changes:
-        return Changes(dict(self.upserts), dict(self.removals), dict(self.seen))
+        return Changes(dict(self.upserts), dict(self.removals), dict(self.seen), self.produced, self.deployed_at)
 
 
 def merge(current: Manifest, changes: Changes) -> tuple[Manifest, list[str]]:
@@ -227,5 +247,33 @@ def merge(current: Manifest, changes: Changes) -> tuple[Manifest, list[str]]:
         # Another deploy may have re-uploaded it meanwhile: remove only the entry found wrong.
         if entries.get(name) == removed:
             del entries[name]
-    merged = Manifest(entries, current.conditional_writes, current.updated_at, current.last_uploads)
+    merged = Manifest(entries, current.conditional_writes, current.updated_at, current.last_uploads, current.deploys)
+    if changes.produced is not None and changes.deployed_at is not None:
+        record_deploy(merged, changes.produced, changes.deployed_at)
     return merged, sorted(conflicts)
+
+
+def history_differs(manifest: Manifest, produced: frozenset[str]) -> bool:
+    """Whether recording a deploy that produced ``produced`` would change any entry's history."""
+    return any((name in produced) == (entry.gone_since is not None) for name, entry in manifest.entries.items())
+
+
+def produced_again(manifest: Manifest, produced: frozenset[str]) -> bool:
+    """Whether a name recorded as gone is produced again: a deploy that must be recorded.
+
+    A name that merely goes may wait for the next write: its ``gone_since`` is
+    then later than the truth, which only keeps it longer.
+    """
+    return any(entry.gone_since is not None and name in produced for name, entry in manifest.entries.items())
+
+
+def record_deploy(manifest: Manifest, produced: frozenset[str], at: datetime) -> None:
+    """Record a deploy at ``at``: names it did not produce are gone since then, unless they were already."""
+    entries = manifest.entries
+    for name, entry in entries.items():
+        if name in produced:
+            if entry.gone_since is not None:
+                entries[name] = dataclasses.replace(entry, gone_since=None)
+        elif entry.gone_since is None:
+            entries[name] = dataclasses.replace(entry, gone_since=at)
+    manifest.deploys = sorted({*manifest.deploys, at}, reverse=True)[:HISTORY]

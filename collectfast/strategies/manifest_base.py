@@ -34,6 +34,7 @@ from collectfast.manifest import (
     merge,
     now,
     options_fingerprint,
+    produced_again,
 )
 from collectfast.strategies.base import Strategy
 
@@ -80,6 +81,7 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
         self._md5s: dict[str, str] = {}
         self._changes = Changes()
         self._outcome: str | None = None
+        self._produced: frozenset[str] | None = None
 
     def start(self, prefixed_paths: Sequence[str], *, dry_run: bool = False, cleared: bool = False) -> None:
         names = {self.name_for(path) for path in prefixed_paths}
@@ -88,6 +90,7 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
                 f"A static file is collected to {self.manifest_name!r}, where COLLECTFAST_MANIFEST keeps the "
                 "manifest. Rename that file, or set COLLECTFAST_MANIFEST to another key."
             )
+        self._produced = frozenset(names)
         if cleared:
             return  # clear_remote() deleted the manifest with everything else (or, in a dry run, pretended to)
         self.adopt(self._read())
@@ -150,7 +153,10 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
             return
         with self._lock:
             changes = self._changes.copy()
-        if not changes:
+        if succeeded and self._produced is not None:
+            # The history pruning reads (docs/pruning.md), recorded with every write of a deploy.
+            changes.produced, changes.deployed_at = self._produced, now()
+        if not changes and not (changes.produced is not None and produced_again(self._base, changes.produced)):
             self._outcome = f"Manifest unchanged ({len(self._base.entries)} entries)."
             return
         try:
@@ -187,6 +193,11 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
     @property
     def writable(self) -> bool:
         return self._writable
+
+    @property
+    def produced(self) -> frozenset[str] | None:
+        """Every name this run produced, once started (for pruning's history); None before."""
+        return self._produced
 
     def adopt(self, snapshot: Snapshot | None) -> None:
         """Take a read manifest as the base of later decisions and writes; warn if it cannot be used."""
