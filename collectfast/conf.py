@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -11,6 +12,8 @@ from django.core.exceptions import ImproperlyConfigured
 
 DEFAULT_THREADS = 10
 MANIFEST_MODES = ("verified", "trusting")
+#: The deploy manifest keeps this many deploy times (collectfast.manifest.HISTORY).
+MAX_KEEP_DEPLOYS = 50
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,20 @@ def _positive(value: Any) -> bool:
 
 def _non_empty(value: Any) -> bool:
     return bool(value)
+
+
+def _grace(value: Any) -> bool:
+    if isinstance(value, timedelta):
+        return value >= timedelta(0)
+    return not isinstance(value, bool) and value >= 0
+
+
+def _keep_deploys(value: Any) -> bool:
+    return not isinstance(value, bool) and 0 <= value <= MAX_KEEP_DEPLOYS
+
+
+def _max_delete(value: Any) -> bool:
+    return value is None or (not isinstance(value, bool) and value >= 0)
 
 
 SETTINGS: dict[str, _Setting] = {
@@ -61,6 +78,27 @@ SETTINGS: dict[str, _Setting] = {
             (str,),
             " or ".join(repr(m) for m in MANIFEST_MODES),
             lambda value: value in MANIFEST_MODES,
+        ),
+        _Setting(
+            "COLLECTFAST_PRUNE_KEEP_DEPLOYS",
+            3,
+            (int,),
+            f"a whole number from 0 to {MAX_KEEP_DEPLOYS}",
+            _keep_deploys,
+        ),
+        _Setting(
+            "COLLECTFAST_PRUNE_GRACE",
+            timedelta(days=7),
+            (int, float, timedelta),
+            "a number of seconds >= 0 or a timedelta",
+            _grace,
+        ),
+        _Setting(
+            "COLLECTFAST_PRUNE_MAX_DELETE",
+            None,
+            (int, type(None)),
+            "a whole number >= 0, or None (refuse above 50% of the objects or 1,000)",
+            _max_delete,
         ),
     )
 }
@@ -137,6 +175,20 @@ class Settings:
     @property
     def read_timeout(self) -> float:
         return float(_get("COLLECTFAST_READ_TIMEOUT"))
+
+    @property
+    def prune_keep_deploys(self) -> int:
+        return int(_get("COLLECTFAST_PRUNE_KEEP_DEPLOYS"))
+
+    @property
+    def prune_grace(self) -> timedelta:
+        value = _get("COLLECTFAST_PRUNE_GRACE")
+        return value if isinstance(value, timedelta) else timedelta(seconds=value)
+
+    @property
+    def prune_max_delete(self) -> int | None:
+        value = _get("COLLECTFAST_PRUNE_MAX_DELETE")
+        return None if value is None else int(value)
 
 
 settings = Settings()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import IO, Any, cast
 
@@ -398,3 +399,67 @@ class Boto3Strategy(ListingStrategy[S3Storage]):
                 stream = source
                 part_size = adjuster.adjust_chunksize(config.multipart_chunksize, local_storage.size(path))
             return stream_fingerprint(stream, config.multipart_threshold, part_size)
+
+
+class S3Objects:
+    """The objects under an S3Storage's location, as pruning sees them (collectfast.prune.Objects).
+
+    Listed with their times (one LIST per 1,000 keys), deleted with DeleteObjects
+    (one POST per 1,000 keys), on a client of this thread; requests are counted in ``requests``.
+    """
+
+    batch_size = 1000
+
+    def __init__(self, storage: S3Storage) -> None:
+        self.storage = storage
+        self.workers = WorkerStorages()
+        self.requests = counting.RequestCounter()
+        location = str(storage.location).strip("/")
+        self.prefix = f"{location}/" if location else ""
+
+    @property
+    def where(self) -> str:
+        return f"s3://{self.storage.bucket_name}/{self.prefix}"
+
+    def key(self, name: str) -> str:
+        return str(self.storage._normalize_name(clean_name(name)))
+
+    def list_objects(self) -> list[tuple[str, int, datetime]]:
+        """``(key, size, last modified)`` of every object under the location."""
+        storage = self.storage
+        listed: list[tuple[str, int, datetime]] = []
+        with self._counted():
+            client = self.workers.client(storage)
+            try:
+                pages = client.get_paginator("list_objects_v2").paginate(Bucket=storage.bucket_name, Prefix=self.prefix)
+                for page in pages:
+                    for obj in page.get("Contents", ()):
+                        if obj["Key"].startswith(self.prefix):
+                            listed.append((obj["Key"], int(obj["Size"]), obj["LastModified"]))
+            except (ClientError, BotoCoreError) as error:
+                raise CommandError(s3_error_message(storage, "Listing the objects", error)) from error
+        return listed
+
+    def delete_objects(self, keys: list[str]) -> dict[str, str]:
+        """Delete up to 1,000 keys in one request; the reason of each key S3 did not delete."""
+        storage = self.storage
+        with self._counted():
+            client = self.workers.client(storage)
+            try:
+                response = client.delete_objects(
+                    Bucket=storage.bucket_name, Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True}
+                )
+            except (ClientError, BotoCoreError) as error:
+                raise CommandError(s3_error_message(storage, "Deleting objects", error)) from error
+        return {
+            str(error["Key"]): f"{error.get('Code', 'Error')}: {error.get('Message', '')}".rstrip(": ")
+            for error in response.get("Errors", ())
+        }
+
+    @contextmanager
+    def _counted(self) -> Iterator[None]:
+        counting.activate(self.requests)
+        try:
+            yield
+        finally:
+            counting.activate(None)

@@ -21,7 +21,9 @@ from collectfast.conf import settings
 from collectfast.deploy import Deploy
 from collectfast.postprocess import staged_post_process
 from collectfast.progress import Progress
+from collectfast.prune import Pruner, produced_by_deploy
 from collectfast.strategies import DisabledStrategy, Strategy, guess_strategy, load_strategy
+from collectfast.strategies.manifest_base import ManifestStrategy
 
 
 class _DrainBeforePostProcess:
@@ -70,6 +72,10 @@ def _terminate_as_interrupt() -> Iterator[None]:
 
 class Command(collectstatic.Command):
     help = collectstatic.Command.help + " Uploads only changed files, in parallel (collectfast)."
+    #: ``--prune`` and ``--max-delete``; the summary of the pruning once done.
+    prune = False
+    max_delete: int | None = None
+    pruned: str | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -103,6 +109,18 @@ class Command(collectstatic.Command):
             dest="read_cache",
             default=True,
             help="Ignore remote checksums kept in COLLECTFAST_CACHE: look them up afresh, and cache them again.",
+        )
+        parser.add_argument(
+            "--prune",
+            action="store_true",
+            help="After a successful deploy, delete the objects no recent deploy needs (see collectfast_prune).",
+        )
+        parser.add_argument(
+            "--max-delete",
+            type=int,
+            default=None,
+            metavar="N",
+            help="With --prune: refuse to delete more than N objects (default: COLLECTFAST_PRUNE_MAX_DELETE).",
         )
 
     def set_options(self, **options: Any) -> None:
@@ -161,6 +179,8 @@ class Command(collectstatic.Command):
         self.log(message, level=level)
 
     def collect(self) -> dict[str, list[str]]:
+        if self.prune and not self.collectfast_enabled:
+            raise CommandError("--prune needs collectfast: it does nothing with Django's stock collectstatic.")
         if not self.collectfast_enabled:
             return super().collect()
         assert self.strategy is not None
@@ -197,7 +217,20 @@ class Command(collectstatic.Command):
         deploy.finish(succeeded=True)
         collected["modified"] = self.copied_files + self.symlinked_files
         self.publish_report(report.SUCCEEDED, None)
+        if self.prune:
+            self.pruned = self.prune_after(deploy)
         return collected
+
+    def prune_after(self, deploy: Deploy) -> str:
+        """``--prune``, once the deploy succeeded: delete what no recent deploy needs (collectfast.prune)."""
+        manifest = self.strategy if isinstance(self.strategy, ManifestStrategy) else None
+        try:
+            pruner = Pruner(
+                self.storage, self.log_at, dry_run=self.dry_run, max_delete=self.max_delete, manifest=manifest
+            )
+            return pruner.run(produced_by_deploy(deploy, self.storage))
+        except (CommandError, ImproperlyConfigured) as error:
+            raise CommandError(f"The deploy succeeded; then {error}") from error
 
     def publish_report(self, outcome: str, message: str | None) -> None:
         assert self.deploy is not None
@@ -207,11 +240,14 @@ class Command(collectstatic.Command):
         report.publish(account, self.report_path)
 
     def handle(self, **options: Any) -> str | None:
+        self.prune, self.max_delete, self.pruned = options.get("prune", False), options.get("max_delete"), None
         summary: str | None = super().handle(**options)
         if summary and self.deploy is not None:
             extra = self.deploy.summary()
             if extra:
                 summary += " " + extra
+        if summary and self.pruned:
+            summary += "\n" + self.pruned
         return summary
 
     def clear_dir(self, path: str) -> None:
