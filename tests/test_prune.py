@@ -15,7 +15,17 @@ from django.core.management.base import CommandError
 
 from collectfast import prune
 from collectfast.conf import setting_error
-from collectfast.manifest import Changes, Entry, Manifest, dumps, history_differs, loads, merge, record_deploy
+from collectfast.manifest import (
+    Changes,
+    Entry,
+    Manifest,
+    dumps,
+    history_differs,
+    loads,
+    merge,
+    produced_again,
+    record_deploy,
+)
 from tests.fixtures import Bucket, Run, StaticTree, collectstatic, s3_storage
 
 try:
@@ -300,6 +310,27 @@ def test_hashed_names_of_the_current_tree_survive_and_old_ones_go(settings, buck
     assert run.stdout.startswith("Pruned 1 object")
 
 
+def test_collectstatic_prune_keeps_the_hashed_names_it_just_uploaded(settings, bucket: Bucket, static_tree):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {**s3_storage(bucket), "BACKEND": "storages.backends.s3.S3ManifestStaticStorage"},
+    }
+    settings.COLLECTFAST_PRUNE_GRACE = 0
+    static_tree.write("css/app.css", "body { color: red }")
+    collectstatic()
+    old = set(bucket.list_keys())
+    static_tree.write("css/app.css", "body { color: blue }")
+    bucket.server.reset()
+
+    run = collectstatic("--prune")
+
+    # The deploy: LIST, the original, the new hashed name, staticfiles.json; the prune: LIST, DeleteObjects.
+    assert bucket.counts() == {"LIST": 2, "PUT": 3, "POST": 1}
+    assert "Pruned 1 object (19 bytes)" in run.stdout
+    keys = set(bucket.list_keys())
+    assert len(keys) == 3 and "staticfiles.json" in keys and len(old - keys) == 1
+
+
 # The deploy manifest keeps the history of recent deploys.
 
 
@@ -379,6 +410,16 @@ def test_history_is_bounded_and_survives_a_round_trip():
     assert parsed.entries == manifest.entries
 
 
+def test_only_a_name_produced_again_forces_a_write():
+    t0 = datetime(2025, 5, 1, tzinfo=timezone.utc)
+    entry = Entry("0" * 32, 1, "0" * 32, "o", t0)
+    manifest = Manifest({"a": entry, "b": entry})
+    # b dropped: recorded with the next write, which only keeps it longer.
+    assert not produced_again(manifest, frozenset({"a"}))
+    record_deploy(manifest, frozenset({"a"}), t0)
+    assert produced_again(manifest, frozenset({"a", "b"}))
+
+
 def test_merge_records_the_deploy_on_the_newer_copy():
     t0 = datetime(2025, 5, 1, tzinfo=timezone.utc)
     entry = Entry("0" * 32, 1, "0" * 32, "o", t0)
@@ -406,6 +447,20 @@ def test_merge_records_the_deploy_on_the_newer_copy():
 def test_settings_are_validated(settings, name, value, ok):
     setattr(settings, name, value)
     assert (setting_error(name) is None) == ok
+
+
+def test_a_local_static_root_is_pruned_too(settings, static_tree: StaticTree, tmp_path):
+    root = tmp_path / "root"
+    settings.STATIC_ROOT = str(root)
+    settings.COLLECTFAST_PRUNE_GRACE = 0
+    write_files(static_tree, 3)
+    collectstatic()
+    remove(static_tree, "f/000.js")
+
+    run = collectstatic("--prune")
+
+    assert f"Pruned 1 object (10 bytes) under {root}" in run.stdout
+    assert sorted(p.name for p in (root / "f").iterdir()) == ["001.js", "002.js"]
 
 
 # Google Cloud Storage.
