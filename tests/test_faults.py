@@ -80,6 +80,7 @@ class Outcome:
     error: str | None
     claimed: list[str] = field(default_factory=list)  # the files the run says it uploaded
     killed: bool = False
+    exit_after: float = 0.0  # seconds from the signal to the process's end
 
 
 @dataclass
@@ -383,12 +384,12 @@ def test_a_request_hung_once_is_retried_by_botocore(site: Site) -> None:
     files(site.tree)
     # Read timeouts are botocore's to retry (collectfast does not retry them again).
     site.configure(Config(read_timeout=2, connect_timeout=2, retries={"mode": "standard", "total_max_attempts": 2}))
-    site.proxy.add(Rule(Hang(30), method="PUT", key_contains="js/app.js", times=1))
+    site.proxy.add(Rule(Hang(60), method="PUT", key_contains="js/app.js", times=1))
 
     started = time.monotonic()
     outcome = site.run()
 
-    assert time.monotonic() - started < 15
+    assert time.monotonic() - started < 30  # the read timeout, not the 60 s hold
     assert len(fired(site.proxy)) == 1
     assert_repaired(site, outcome)
 
@@ -397,12 +398,12 @@ def test_a_request_hung_once_is_retried_by_botocore(site: Site) -> None:
 def test_a_request_that_always_hangs_names_the_file_after_the_read_timeout(site: Site) -> None:
     files(site.tree)
     site.configure(Config(read_timeout=2, connect_timeout=2, retries={"total_max_attempts": 1}))
-    site.proxy.add(Rule(Hang(30), method="PUT", key_contains="js/app.js"))
+    site.proxy.add(Rule(Hang(60), method="PUT", key_contains="js/app.js"))
 
     started = time.monotonic()
     outcome = site.run()
 
-    assert time.monotonic() - started < 15
+    assert time.monotonic() - started < 30  # the read timeout, not the 60 s hold
     assert_repaired(site, outcome, error="^collectfast could not upload 1 of 7 files:", named=["js/app.js"])
     assert "ReadTimeoutError" in (outcome.error or "")
 
@@ -426,7 +427,9 @@ def run_and_signal(site: Site, signame: str, rule: Rule, *, threads: int = 2, ex
         in_flight = site.proxy.wait_for(lambda log: any(e.injected and not e.done for e in log), timeout=60)
         assert in_flight, "the delayed request never came"
         deploy.send_signal(SIGNALS[signame])
+        signalled = time.monotonic()
         stdout, stderr = deploy.communicate(timeout=60)
+        exit_after = time.monotonic() - signalled
     finally:
         if deploy.poll() is None:
             deploy.kill()
@@ -434,7 +437,7 @@ def run_and_signal(site: Site, signame: str, rule: Rule, *, threads: int = 2, ex
     assert deploy.returncode != 0, stdout
     if signame != "SIGKILL":
         assert "KeyboardInterrupt" in stderr, stderr
-    return Outcome(stdout, f"{stderr}\n{signame}", error=None, killed=True)
+    return Outcome(stdout, f"{stderr}\n{signame}", error=None, killed=True, exit_after=exit_after)
 
 
 SIGNAL_CASES = [
@@ -468,11 +471,10 @@ def test_a_deploy_signalled_mid_upload_is_repaired_by_the_next(site: Site, signa
 @pytest.mark.parametrize("strategy", [MANIFEST], ids=["manifest"])
 def test_sigterm_while_a_request_hangs_stops_the_deploy_within_seconds(site: Site) -> None:
     files(site.tree)
-    started = time.monotonic()
     outcome = run_and_signal(site, "SIGTERM", Rule(Hang(60), method="PUT", key_contains="txt/03", times=1))
 
-    # The hung request is only released (its connection closed) by the repair below.
-    assert time.monotonic() - started < 20, "SIGTERM waited for the hung request"
+    # The hung request (held up to 60 s) is only released by the repair below.
+    assert outcome.exit_after < 15, f"SIGTERM waited {outcome.exit_after:.1f} s for the hung request"
     assert_repaired(site, outcome, error="SIGTERM")
 
 
@@ -503,11 +505,10 @@ def test_trusting_mode_after_a_sigkill_and_a_rollback_uploads_what_the_killed_ru
 # Two deploys at once.
 
 
+@pytest.mark.parametrize("strategy", [MANIFEST], ids=["manifest"])
 def test_two_concurrent_deploys_one_failing_its_manifest_write(
     s3_server: S3Server, site: Site, tmp_path: Path, settings: Any
 ) -> None:
-    if not site.manifest:
-        pytest.skip("the manifest write is the manifest strategy's")
     base = site.tree
     files(base)
     site.run()
