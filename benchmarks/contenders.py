@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Any
 
 BOTO3 = "collectfast.strategies.boto3.Boto3Strategy"
-SCENARIOS = ("first", "nochange", "changed", "deleted", "manifest")
-REDEPLOYS = ("nochange", "deleted", "changed")
+SCENARIOS = ("first", "nochange", "changed", "deleted", "pruned", "manifest")
+# "pruned" is "deleted" with --prune (aws s3 sync: --delete), last: it removes objects the others expect.
+REDEPLOYS = ("nochange", "deleted", "changed", "pruned")
+#: What the pruning rows run with: no grace, no history, so every stale object may go at once.
+PRUNE_SETTINGS = {"COLLECTFAST_PRUNE_GRACE": 0, "COLLECTFAST_PRUNE_KEEP_DEPLOYS": 0}
 QUICK = ("first", "nochange")
 PLAIN = ("first",) + REDEPLOYS  # the manifest scenario is the manifest strategies' (BENCH_FULL=1: all)
 SITE = Path(__file__).resolve().parent / "site"
@@ -40,6 +43,11 @@ class Contender:
     unavailable: str | None = None
     python: Path | None = None
     version: str = ""
+
+    @property
+    def prunes(self) -> bool:
+        """Whether it can delete what the local tree no longer has (the "pruned" scenario)."""
+        return self.kind in ("floor", "aws") or self.app == "collectfast"
 
 
 def discover_strategies(python: str, log: Path) -> dict[str, Any]:

@@ -1,12 +1,13 @@
 """The floor: the least any tool must do to deploy a tree, measured in the same run.
 
 List the bucket (one LIST per 1,000 keys), read and md5 every local file, and
-PUT only the files whose ETag or size differ, through 20 workers. With
+PUT only the files whose ETag or size differ, through 20 workers; with ``--prune``,
+then delete the keys the tree lacks (one DeleteObjects per 1,000). With
 ``--post-process`` the tree is first post-processed locally by Django's
 ManifestStaticFilesStorage, the work a manifest deploy cannot avoid.
 ``--hash-only`` reads and md5s the files and touches no network.
 
-    python -m benchmarks.floor --root TREE [--bucket B --endpoint URL] [--post-process] [--hash-only]
+    python -m benchmarks.floor --root TREE [--bucket B --endpoint URL] [--post-process] [--prune] [--hash-only]
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def post_process(root: Path, out: Path) -> None:
     call_command("collectstatic", interactive=False, verbosity=0)
 
 
-def sync(root: Path, files: list[str], bucket: str, endpoint: str, threads: int) -> dict[str, Any]:
+def sync(root: Path, files: list[str], bucket: str, endpoint: str, threads: int, prune: bool = False) -> dict[str, Any]:
     import boto3
     from boto3.s3.transfer import TransferConfig
     from botocore.config import Config
@@ -98,7 +99,11 @@ def sync(root: Path, files: list[str], bucket: str, endpoint: str, threads: int)
 
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(one, files))
-    return {"listed": len(remote), "uploaded": len(uploaded)}
+    stale = sorted(set(remote) - set(files)) if prune else []
+    for start in range(0, len(stale), 1000):
+        batch = [{"Key": key} for key in stale[start : start + 1000]]
+        client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+    return {"listed": len(remote), "uploaded": len(uploaded), "deleted": len(stale)}
 
 
 def main() -> None:
@@ -108,6 +113,7 @@ def main() -> None:
     parser.add_argument("--endpoint")
     parser.add_argument("--threads", type=int, default=20)
     parser.add_argument("--post-process", action="store_true")
+    parser.add_argument("--prune", action="store_true")
     parser.add_argument("--hash-only", action="store_true")
     args = parser.parse_args()
     start = time.perf_counter()
@@ -122,7 +128,7 @@ def main() -> None:
                 list(pool.map(lambda rel: etag_of(root / rel), files))
             result: dict[str, Any] = {"hashed": len(files)}
         else:
-            result = sync(root, files, args.bucket, args.endpoint, args.threads)
+            result = sync(root, files, args.bucket, args.endpoint, args.threads, args.prune)
     result["seconds"] = time.perf_counter() - start
     print(json.dumps(result))
 

@@ -12,6 +12,7 @@ SCENARIO_TITLES = {
     "nochange": "no-change redeploy, fresh runner",
     "changed": "redeploy, 1% of files changed",
     "deleted": "redeploy, 1% of files deleted locally",
+    "pruned": "redeploy, 1% deleted locally, --prune (aws s3 sync: --delete)",
     "manifest": "no-change redeploy, S3ManifestStaticStorage",
 }
 SHORT = {
@@ -19,6 +20,7 @@ SHORT = {
     "nochange": "no change",
     "changed": "1% changed",
     "deleted": "1% deleted",
+    "pruned": "1% deleted, pruned",
     "manifest": "manifest",
 }
 KINDS = ("GET", "HEAD", "PUT", "LIST", "DELETE", "POST")
@@ -199,6 +201,21 @@ def targets(data: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"1% changed, {key}: exactly one PUT per changed file ({changed}) + {manifest_write} manifest write",
                 verdict(puts == changed + manifest_write),
                 f"{puts} PUT, {run['requests']['POST']} POST",
+            )
+        )
+    deleted = data["config"]["deleted"]
+    for key in ("floor", *COLLECTFAST):
+        cell = _get(data, key, "pruned")
+        if cell is None:
+            continue
+        run = median_run(cell)
+        stale = run.get("correctness", {}).get("stale")
+        posts = run["requests"]["POST"]
+        out.append(
+            (
+                f"1% deleted with --prune, {key}: 0 stale objects left, one DeleteObjects per 1,000",
+                verdict(stale == 0 and posts == math.ceil(deleted / 1000)),
+                f"{stale} stale of {deleted} deleted, {posts} POST",
             )
         )
     for key in COLLECTFAST:

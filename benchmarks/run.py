@@ -120,7 +120,9 @@ class Bench:
     def wipe_cache(self, c: cs.Contender) -> None:
         shutil.rmtree(self.cache_dir(c), ignore_errors=True)
 
-    def argv_env(self, c: cs.Contender, bucket: str, tree_dir: Path, storage: str) -> tuple[list[str], dict[str, str]]:
+    def argv_env(
+        self, c: cs.Contender, bucket: str, tree_dir: Path, storage: str, prune: bool = False
+    ) -> tuple[list[str], dict[str, str]]:
         assert self.server is not None
         env = child_env(self.server.endpoint_url)
         python = str(c.python)
@@ -132,12 +134,17 @@ class Bench:
                 argv += ["--bucket", bucket, "--endpoint", self.server.endpoint_url]
             if storage == "s3-manifest":
                 argv.append("--post-process")
+            if prune:
+                argv.append("--prune")
             env["PYTHONPATH"] = str(ROOT)
             return argv, env
         if c.kind == "aws":
             aws = str(Path(python).parent / "aws")
-            return [aws, "s3", "sync", str(tree_dir), f"s3://{bucket}/", "--only-show-errors"], env
+            delete = ["--delete"] if prune else []
+            return [aws, "s3", "sync", str(tree_dir), f"s3://{bucket}/", "--only-show-errors", *delete], env
         settings = c.manifest_settings if storage == "s3-manifest" and c.manifest_settings is not None else c.settings
+        if prune:
+            settings = {**settings, **cs.PRUNE_SETTINGS}
         env.update(
             PYTHONPATH=str(cs.SITE),
             DJANGO_SETTINGS_MODULE="bench_settings",
@@ -151,10 +158,12 @@ class Bench:
         )
         if c.cache:
             env["BENCH_CACHE_DIR"] = str(self.cache_dir(c))
-        return [python, "-m", "django", "collectstatic", "--noinput", "-v", "1"], env
+        return [python, "-m", "django", "collectstatic", "--noinput", "-v", "1", *(["--prune"] if prune else [])], env
 
-    def child(self, c: cs.Contender, bucket: str, tree_dir: Path, storage: str, label: str) -> ChildRun:
-        argv, env = self.argv_env(c, bucket, tree_dir, storage)
+    def child(
+        self, c: cs.Contender, bucket: str, tree_dir: Path, storage: str, label: str, prune: bool = False
+    ) -> ChildRun:
+        argv, env = self.argv_env(c, bucket, tree_dir, storage, prune)
         # Not the checkout: ``python -m`` puts the working folder first on sys.path, where our
         # collectfast would shadow the older packages that import under the same name.
         cwd = self.run_dir if c.kind != "floor" and c.kind != "hash" else ROOT
@@ -185,14 +194,21 @@ class Bench:
     # -- one timed run --------------------------------------------------------------------------
 
     def timed(
-        self, c: cs.Contender, bucket: str, tree_dir: Path, files: list[str], storage: str, check_root: Path
+        self,
+        c: cs.Contender,
+        bucket: str,
+        tree_dir: Path,
+        files: list[str],
+        storage: str,
+        check_root: Path,
+        prune: bool = False,
     ) -> dict[str, Any]:
         assert self.server is not None and self.tree is not None
         if c.cache == "cold":
             self.wipe_cache(c)
         tree.touch(tree_dir, self.tree.variant_files(tree_dir.name), time.time() + 2)
         with self.server.timed():
-            run = self.child(c, bucket, tree_dir, storage, "timed")
+            run = self.child(c, bucket, tree_dir, storage, "timed", prune)
             counts, bytes_in = self.server.traffic()
         result: dict[str, Any] = {
             "seconds": run.seconds,
@@ -274,6 +290,7 @@ class Bench:
             "deleted": lambda i: ("base", "deleted"),
             # Alternate, so every repeat deploys 1% changed files onto what the previous one left.
             "changed": lambda i: ("base", "changed") if i % 2 == 0 else ("changed", "base"),
+            "pruned": lambda i: ("base", "deleted"),
         }
         for scenario in cs.REDEPLOYS:
             if scenario not in wanted:
@@ -282,10 +299,13 @@ class Bench:
 
             def once(i: int, scenario: str = scenario) -> dict[str, Any]:
                 previous, current = plans[scenario](i)
-                if c.stateful:
+                prune = scenario == "pruned"
+                # Every pruning repeat first puts back what the one before it deleted.
+                if c.stateful or prune:
                     self.untimed(c, bucket, t.variant(previous), "s3", f"prep-{scenario}")  # type: ignore[arg-type]
                 directory = t.variant(current)
-                return self.timed(c, bucket, directory, t.variant_files(current), "s3", directory)  # type: ignore[arg-type]
+                files = t.variant_files(current)
+                return self.timed(c, bucket, directory, files, "s3", directory, prune)  # type: ignore[arg-type]
 
             self.guard(cell, lambda cell=cell, once=once: self.repeats(cell, once))  # type: ignore[misc]
         self.server.drop_bucket(bucket)
@@ -355,7 +375,7 @@ class Bench:
             c.unavailable = f"not available: could not install ({error})"
 
     def scenarios_for(self, c: cs.Contender) -> list[str]:
-        wanted = [s for s in self.config.scenarios if s in c.scenarios]
+        wanted = [s for s in self.config.scenarios if s in c.scenarios and (s != "pruned" or c.prunes)]
         if c.key in self.config.only:
             wanted = [s for s in wanted if s in self.config.only[c.key]]
         if c.default_scenarios is not None and not self.config.full:
