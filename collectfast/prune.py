@@ -25,12 +25,13 @@ from django.core.files.storage import FileSystemStorage, Storage
 from django.core.management.base import CommandError
 
 from collectfast import counting
+from collectfast import manifest as manifests
 from collectfast.conf import settings
 from collectfast.counting import RequestCounter
-from collectfast import manifest as manifests
 from collectfast.manifest import Changes, Manifest
 from collectfast.postprocess import unwrap
 from collectfast.strategies import GCS_STORAGE, S3_STORAGE, storage_is
+from collectfast.strategies.manifest_base import ManifestUnavailable
 
 if TYPE_CHECKING:
     from collectfast.deploy import Deploy
@@ -305,7 +306,7 @@ class Pruner:
         counting.activate(self.objects.requests)
         try:
             self.manifest.save(changes, uploads=base.last_uploads)
-        except Exception as error:
+        except (ManifestUnavailable, CommandError) as error:
             raise CommandError(
                 f"Pruning stopped before deleting anything: the deploy manifest could not be updated ({error})."
             ) from error
