@@ -4,7 +4,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 $$HOME/.pyenv/versions/3.13*/bi
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: help test demo bench lint tox clean
+.PHONY: help test demo bench lint tox docs clean
 
 help:
 	@echo "make test   run the test suite (real S3-compatible server on 127.0.0.1)"
@@ -12,33 +12,68 @@ help:
 	@echo "make bench  benchmark collectfast against stock collectstatic and its peers"
 	@echo "make lint   ruff and mypy"
 	@echo "make tox    the whole Django/Python matrix"
+	@echo "make docs   the documentation site, in docs/_build/html (warnings are errors)"
 
-$(BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+# Installs go through uv (from PyPI, into .venv/uv): it downloads in parallel and installs in
+# seconds, where pip takes longer than the whole demo. The venv gets pip too, for hand use.
+UV = $(VENV)/uv/bin/uv
+INSTALL = $(UV) pip install --quiet --python $(BIN)/python
+
+$(BIN)/python:
+	$(PYTHON) -m venv --without-pip $(VENV)
+
+$(UV): | $(BIN)/python
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target $(VENV)/uv 'uv>=0.8'
+	$(INSTALL) pip
+
+# One stamp per purpose, each installing collectfast (editable) with only the extras and the
+# dependency group (pyproject.toml [dependency-groups]) that the target needs.
+$(BIN)/.installed: pyproject.toml | $(UV)
+	$(INSTALL) --compile-bytecode -e '.[s3,gcloud]' --group test
+	touch $@
+
+# No --compile-bytecode: compiling all of moto, botocore and Django takes longer than the demo.
+$(BIN)/.demo-installed: pyproject.toml | $(UV)
+	$(INSTALL) -e '.[s3]' --group demo
+	touch $@
+
+$(BIN)/.lint-installed: pyproject.toml | $(UV)
+	$(INSTALL) -e '.[s3,gcloud]' --group lint
+	touch $@
+
+$(BIN)/.docs-installed: pyproject.toml | $(UV)
+	$(INSTALL) -e . --group docs
+	touch $@
+
+$(BIN)/.tox-installed: pyproject.toml | $(UV)
+	$(INSTALL) --group tox
 	touch $@
 
 test: $(BIN)/.installed
+	@echo "make test: the whole suite usually takes about 7 minutes on 2 cores."
 	$(BIN)/python -m pytest
 
-demo: $(BIN)/.installed
+demo: $(BIN)/.demo-installed
 	$(BIN)/python example/demo.py
 
-$(BIN)/.bench-installed: $(BIN)/.installed pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[bench]'
+docs: $(BIN)/.docs-installed
+	$(BIN)/python -m sphinx -W --keep-going -b html -q docs docs/_build/html
+	@echo "The documentation is in docs/_build/html/index.html"
+
+$(BIN)/.bench-installed: pyproject.toml | $(UV)
+	$(INSTALL) --compile-bytecode -e '.[s3]' --group bench
 	touch $@
 
 # The peers' own virtualenvs are made by the benchmark, under benchmarks/.venvs/.
 bench: $(BIN)/.bench-installed
 	$(BIN)/python -m benchmarks.run
 
-lint: $(BIN)/.installed
+lint: $(BIN)/.lint-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-tox: $(BIN)/.installed
+tox: $(BIN)/.tox-installed
 	$(BIN)/tox run
 
 # The S3 tests again, against LocalStack's S3: a second S3 implementation, stricter than moto
@@ -62,4 +97,4 @@ test-s3-compat: $(BIN)/.installed
 	COLLECTFAST_S3_SERVER=localstack COLLECTFAST_LOCALSTACK_VENV=$(LOCALSTACK_VENV) $(BIN)/python -m pytest $(S3_TEST_MODULES)
 
 clean:
-	rm -rf $(VENV) .tox build dist *.egg-info
+	rm -rf $(VENV) .tox build dist *.egg-info docs/_build

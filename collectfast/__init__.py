@@ -2,4 +2,10 @@
 
 from __future__ import annotations
 
-__version__ = "3.0.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    # pyproject.toml holds the one version string; the installed metadata carries it here.
+    __version__ = version("collectfast")
+except PackageNotFoundError:  # imported from a checkout that was never installed
+    __version__ = "0+unknown"

@@ -1,5 +1,0 @@
-from __future__ import annotations
-
-from setuptools import setup
-
-setup()
