@@ -20,6 +20,9 @@ Ids, never reused:
 - W006 a Collectfasta (COLLECTFASTA_*) setting, which collectfast ignores.
 - W007 AWS_PRELOAD_METADATA, which nothing reads any more.
 - W008 STATICFILES_STORAGE, which Django ignores since 5.1.
+- W009 COLLECTFAST_OBJECT_PARAMETERS is set, but the strategy or storage does not upload with it (only S3 does).
+
+A malformed COLLECTFAST_OBJECT_PARAMETERS or COLLECTFAST_INVALIDATE is E002, with what is wrong in it.
 """
 
 from __future__ import annotations
@@ -36,7 +39,16 @@ from django.core.files.storage import Storage
 from django.utils.module_loading import import_string
 
 from collectfast.conf import SETTINGS, setting_error, settings
-from collectfast.strategies import MissingExtra, Strategy, dotted_name, guess_strategy, load_strategy, missing_extra
+from collectfast.strategies import (
+    S3_STORAGE,
+    MissingExtra,
+    Strategy,
+    class_is,
+    dotted_name,
+    guess_strategy,
+    load_strategy,
+    missing_extra,
+)
 
 PER_PROCESS_CACHES = {
     "django.core.cache.backends.locmem.LocMemCache",
@@ -71,6 +83,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         messages += strategy_messages
         if strategy is not None and strategy.uses_cache:
             messages += _check_cache(strategy)
+        messages += _check_object_parameters(strategy)
     return messages + _check_names()
 
 
@@ -144,6 +157,24 @@ def _check_strategy() -> tuple[type[Strategy[Any]] | None, list[CheckMessage]]:
             )
         ]
     return strategy, []
+
+
+def _check_object_parameters(strategy: type[Strategy[Any]] | None) -> list[CheckMessage]:
+    """W009: per-path parameters that no upload of this configuration applies."""
+    storage_class, _ = _storage_class()
+    if not settings.object_parameters or strategy is None or storage_class is None:
+        return []
+    if getattr(strategy, "applies_object_parameters", False) and class_is(storage_class, S3_STORAGE):
+        return []
+    return [
+        Warning(
+            f"COLLECTFAST_OBJECT_PARAMETERS is set, but {dotted_name(strategy)} with {dotted_name(storage_class)} "
+            "does not apply it: only the S3 strategies' uploads do.",
+            hint="Use S3Storage with Boto3Strategy, S3ManifestStrategy or UploadAllStrategy, "
+            "or remove COLLECTFAST_OBJECT_PARAMETERS.",
+            id="collectfast.W009",
+        )
+    ]
 
 
 def _check_cache(strategy: type[Strategy[Any]]) -> list[CheckMessage]:

@@ -23,6 +23,8 @@ class _Setting:
     types: tuple[type, ...]
     describe: str
     valid: Callable[[Any], bool] = lambda value: True
+    #: What is wrong with a value of the right type, in words (None: nothing), for values with a shape.
+    explain: Callable[[Any], str | None] | None = None
 
 
 def _non_negative(value: Any) -> bool:
@@ -49,6 +51,18 @@ def _keep_deploys(value: Any) -> bool:
 
 def _max_delete(value: Any) -> bool:
     return value is None or (not isinstance(value, bool) and value >= 0)
+
+
+def _object_parameters_error(value: Any) -> str | None:
+    from collectfast.object_parameters import rules_error
+
+    return rules_error(value)
+
+
+def _invalidate_error(value: Any) -> str | None:
+    from collectfast.cdn import setting_error as invalidate_error
+
+    return invalidate_error(value)
 
 
 SETTINGS: dict[str, _Setting] = {
@@ -100,6 +114,20 @@ SETTINGS: dict[str, _Setting] = {
             "a whole number >= 0, or None (refuse above 50% of the objects or 1,000)",
             _max_delete,
         ),
+        _Setting(
+            "COLLECTFAST_OBJECT_PARAMETERS",
+            (),
+            (str, list, tuple),
+            "a preset's name ('hashed-immutable') or a list of (pattern, parameters) pairs",
+            explain=_object_parameters_error,
+        ),
+        _Setting(
+            "COLLECTFAST_INVALIDATE",
+            None,
+            (dict, type(None)),
+            "None or a dict naming one CDN, such as {'cloudfront': {'distribution_id': ...}}",
+            explain=_invalidate_error,
+        ),
     )
 }
 
@@ -110,6 +138,9 @@ def setting_error(name: str) -> str | None:
     value = getattr(django_settings, name, spec.default)
     if not isinstance(value, spec.types) or not spec.valid(value):
         return f"{name} must be {spec.describe}, not {value!r}."
+    problem = spec.explain(value) if spec.explain is not None else None
+    if problem:
+        return f"{name} {problem}."
     return None
 
 
@@ -189,6 +220,18 @@ class Settings:
     def prune_max_delete(self) -> int | None:
         value = _get("COLLECTFAST_PRUNE_MAX_DELETE")
         return None if value is None else int(value)
+
+    @property
+    def object_parameters(self) -> tuple[tuple[str, Any], ...]:
+        """The rules of COLLECTFAST_OBJECT_PARAMETERS, a preset's name resolved (collectfast.object_parameters)."""
+        from collectfast.object_parameters import rules
+
+        return rules(_get("COLLECTFAST_OBJECT_PARAMETERS"))
+
+    @property
+    def invalidate(self) -> dict[str, Any] | None:
+        value: dict[str, Any] | None = _get("COLLECTFAST_INVALIDATE")
+        return value
 
 
 settings = Settings()

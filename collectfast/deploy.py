@@ -21,6 +21,7 @@ from django.core.files.utils import validate_file_name
 from django.core.management.base import CommandError
 
 from collectfast import counting, errors
+from collectfast.cdn import Invalidation
 from collectfast.checks import cache_capacity_warning
 from collectfast.pool import Outcome, WorkerPool
 from collectfast.progress import Progress
@@ -86,6 +87,11 @@ class Deploy:
         self.tally = Tally()
         self.found = 0
         self.pruned = 0
+        #: Names a manifest storage hashed in this run, and post-processed files uploaded (collectfast.postprocess).
+        self.hashed_names: set[str] = set()
+        self.uploaded_later: list[str] = []
+        #: The CDN invalidation after the run (collectfast.cdn), if one was configured and tried.
+        self.invalidation: Invalidation | None = None
         self.bytes_uploaded = 0
         self.failures: list[Failure] = []
         #: Wall seconds per phase of the run, and seconds summed over the workers' deciding and uploading.
@@ -100,6 +106,13 @@ class Deploy:
         )
         self._local = threading.local()
         self._drained = False
+
+    def learn_hashed_names(self, names: set[str]) -> None:
+        """Post-processing's hashed names, before any of the run's files is decided (per-path parameters)."""
+        self.hashed_names.update(names)
+        learn = getattr(self.strategy, "learn_hashed_names", None)
+        if callable(learn):
+            learn(names)
 
     def announce_stop(self, in_flight: int) -> None:
         self.warn(f"Stopping: waiting for {in_flight} {plural(in_flight, 'upload')} in flight (Ctrl-C again to abort).")

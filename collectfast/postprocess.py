@@ -19,6 +19,8 @@ from django.contrib.staticfiles.utils import matches_patterns
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.storage import Storage
 
+from collectfast.object_parameters import hashed_names
+
 if TYPE_CHECKING:
     from collectfast.deploy import Deploy, Task
     from collectfast.staging import StagedStorage
@@ -104,6 +106,7 @@ class StagedPostProcess:
         names = staged.staged_names()
         manifest = staged.stored_name_of(staged.manifest_name) if isinstance(staged, ManifestFilesMixin) else None
         files = [name for name in names if name != manifest]
+        self.deploy.learn_hashed_names(hashed_names(staged.hashed_files))
         self.deploy.drain(
             later_paths=names, after="No post-processed file was uploaded, and the old manifest stays live."
         )
@@ -146,8 +149,10 @@ class StagedPostProcess:
             self.deploy.log(f"Skipping '{name}' (not modified)", 2)
             strategy.on_skip_hook(path, name, staged_files)
         elif self.deploy.dry_run:
+            self.deploy.uploaded_later.append(name)
             self.deploy.log(f"Pretending to upload '{name}'", 1)
         else:
+            self.deploy.uploaded_later.append(name)
             self.deploy.log(f"Uploading '{name}'", 2)
             strategy.post_copy_hook(path, name, staged_files)
 

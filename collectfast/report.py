@@ -50,6 +50,7 @@ def build(deploy: Deploy, *, outcome: str, message: str | None, post_processed: 
         "seconds": {name: round(seconds, 3) for name, seconds in deploy.timings.items()},
         "worker_seconds": {name: round(seconds, 3) for name, seconds in deploy.worker_seconds.items()},
         "failures": [{"path": f.task[1], "error": f"{type(f.error).__name__}: {f.error}"} for f in deploy.failures],
+        "invalidation": deploy.invalidation.as_report() if deploy.invalidation is not None else None,
     }
 
 
@@ -75,6 +76,10 @@ def markdown(report: dict[str, Any]) -> str:
         ("Requests", ", ".join(f"{n} {kind}" for kind, n in requests.items()) or "none"),
         ("Seconds", round(sum(report["seconds"].values()), 1)),
     ]
+    invalidation = report.get("invalidation")
+    if invalidation:
+        ids = ", ".join(invalidation["ids"])
+        rows.append(("Invalidation", f"{invalidation['status']}: {len(invalidation['paths'])} paths {ids}".rstrip()))
     lines = ["### collectfast", "", "| | |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows)]
     return "\n".join(lines) + "\n"
 

@@ -32,6 +32,7 @@ from storages.utils import clean_name
 from collectfast import counting, errors
 from collectfast.conf import settings
 from collectfast.hashing import Fingerprint, stream_fingerprint
+from collectfast.object_parameters import PathParameters, storage_hashed_names
 from collectfast.strategies.listing import ListingStrategy
 
 _PLAIN_MD5 = re.compile(r"^[0-9a-f]{32}$")
@@ -138,7 +139,9 @@ class WorkerStorages:
     15 MB each).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, layer: PathParameters | None = None) -> None:
+        #: COLLECTFAST_OBJECT_PARAMETERS, layered on every copy (never on the user's storage).
+        self.layer = layer
         self._lock = threading.Lock()
         self._session: Any = None
         self._local = threading.local()
@@ -150,7 +153,7 @@ class WorkerStorages:
         self.multipart_slot = threading.Semaphore(1)
 
     def for_this_thread(self, storage: Storage) -> S3Storage:
-        worker = cast(S3Storage, copy.copy(storage))  # django-storages drops its connections when copied
+        worker = self.copy(storage)
         with self._lock:
             if self._session is None:
                 self._session = worker._create_session()
@@ -163,6 +166,13 @@ class WorkerStorages:
                 verify=worker.verify,
             )
         return worker
+
+    def copy(self, storage: Storage) -> S3Storage:
+        """A copy of ``storage`` without connections, with the per-path parameters layered on."""
+        copied = cast(S3Storage, copy.copy(storage))  # django-storages drops its connections when copied
+        if self.layer is not None:
+            self.layer.layer(copied)
+        return copied
 
     def sending_in_parts(self, key: str) -> None:
         with self._lock:
@@ -236,6 +246,21 @@ def deploy_config(config: Config | None) -> Config:
     return config.merge(Config(**ours)) if ours else config
 
 
+def path_parameters(storage: Storage) -> PathParameters | None:
+    """COLLECTFAST_OBJECT_PARAMETERS for a run on ``storage`` (None when unset), knowing its hashed names."""
+    rules = settings.object_parameters
+    return PathParameters(rules, storage_hashed_names(storage)) if rules else None
+
+
+def write_parameters(storage: S3Storage, key: str, content: Any = None) -> dict[str, Any]:
+    """The parameters django-storages uploads ``key`` with: content type, ACL, object parameters.
+
+    On collectfast's copies of the storage (WorkerStorages) they include COLLECTFAST_OBJECT_PARAMETERS:
+    uploads, the ETag prediction, the gzip decision and the manifest's options fingerprint all read them here.
+    """
+    return dict(storage._get_write_parameters(key, content))
+
+
 def save_in_place(
     path: str, prefixed_path: str, local_storage: Storage, worker: S3Storage, workers: WorkerStorages
 ) -> str:
@@ -279,7 +304,7 @@ def put_single_part(worker: S3Storage, name: str, source: IO[bytes], threshold: 
     """
     cleaned = clean_name(name)
     key = worker._normalize_name(cleaned)
-    params = worker._get_write_parameters(key, source)
+    params = write_parameters(worker, key, source)
     body: IO[bytes] | bytes = source
     if worker.gzip and params["ContentType"] in worker.gzip_content_types and "ContentEncoding" not in params:
         compressed: bytes = worker._compress_content(source).read()
@@ -301,6 +326,7 @@ class Boto3Strategy(ListingStrategy[S3Storage]):
     """
 
     delete_not_found_exception = (ClientError,)
+    applies_object_parameters = True
 
     @classmethod
     def fits_class(cls, storage_class: type[Storage]) -> bool:
@@ -345,8 +371,16 @@ class Boto3Strategy(ListingStrategy[S3Storage]):
 
     def __init__(self, remote_storage: S3Storage) -> None:
         super().__init__(remote_storage)
-        self.workers = WorkerStorages()
+        self.path_parameters = path_parameters(remote_storage)
+        self.workers = WorkerStorages(self.path_parameters)
+        #: The storage the decisions read write parameters from: with the per-path ones when configured.
+        self.decisions = self.workers.copy(remote_storage) if self.path_parameters else remote_storage
         self.aborted: str | None = None
+
+    def learn_hashed_names(self, names: set[str]) -> None:
+        """Names post-processing hashed in this run (collectfast.deploy.Deploy.learn_hashed_names)."""
+        if self.path_parameters is not None:
+            self.path_parameters.learn_hashed(names)
 
     def worker_storage(self, storage: Storage) -> Storage:
         return cast(Storage, self.workers.for_this_thread(storage))
@@ -367,7 +401,7 @@ class Boto3Strategy(ListingStrategy[S3Storage]):
         remote = self._remote.get(key)
         if remote is None:
             return True
-        params = self.remote_storage._get_write_parameters(key)
+        params = write_parameters(self.decisions, key)
         if params.get("SSECustomerKey") or str(params.get("ServerSideEncryption", "")).startswith("aws:kms"):
             # KMS and customer-key ETags are not md5s: nothing can prove the file unchanged.
             return True
@@ -382,7 +416,7 @@ class Boto3Strategy(ListingStrategy[S3Storage]):
         )
 
     def stores_as_is(self, prefixed_path: str) -> bool:
-        return not self.gzips(self.remote_storage._get_write_parameters(self.remote_key(prefixed_path)))
+        return not self.gzips(write_parameters(self.decisions, self.remote_key(prefixed_path)))
 
     def local_fingerprint(self, path: str, local_storage: Storage, params: dict[str, Any]) -> Fingerprint:
         """The ETag and size S3 reports after django-storages uploads this local file."""

@@ -18,7 +18,7 @@ from storages.utils import clean_name
 from collectfast import errors
 from collectfast.manifest import Stored
 from collectfast.s3uploads import UploadRecorder
-from collectfast.strategies.boto3 import Boto3Strategy, s3_error_message, save_in_place
+from collectfast.strategies.boto3 import Boto3Strategy, s3_error_message, save_in_place, write_parameters
 from collectfast.strategies.manifest_base import (
     ConditionalWritesUnsupported,
     ManifestConflict,
@@ -38,6 +38,7 @@ class S3ManifestStrategy(ManifestStrategy[S3Storage]):
     """The manifest strategy for django-storages' ``S3Storage`` and S3-compatible servers."""
 
     delete_not_found_exception = (ClientError,)
+    applies_object_parameters = True
 
     def __init__(self, remote_storage: S3Storage) -> None:
         super().__init__(remote_storage)
@@ -169,9 +170,12 @@ class S3ManifestStrategy(ManifestStrategy[S3Storage]):
             raise ManifestUnavailable(s3_error_message(storage, f"Checking {name!r}", error)) from error
         return Stored(str(response["ETag"]).strip('"'), int(response["ContentLength"]))
 
+    def learn_hashed_names(self, names: set[str]) -> None:
+        self.objects.learn_hashed_names(names)
+
     def upload_options(self, name: str) -> dict[str, Any]:
-        storage = self.remote_storage
-        params: dict[str, Any] = storage._get_write_parameters(self.objects.remote_key(name))
+        # The same parameters an upload sends, COLLECTFAST_OBJECT_PARAMETERS included: part of the fingerprint.
+        params = write_parameters(self.objects.decisions, self.objects.remote_key(name))
         # django-storages decides on gzip in _save(), from these same parameters.
         if self.objects.gzips(params):
             params["ContentEncoding"] = "gzip"

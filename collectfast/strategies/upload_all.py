@@ -24,12 +24,19 @@ class UploadAllStrategy(Strategy[Storage]):
         self.aborted: str | None = None
         if storage_is(remote_storage, S3_STORAGE):
             # Only imported for S3: boto3 is an optional dependency.
-            from collectfast.strategies.boto3 import WorkerStorages
+            from collectfast.strategies.boto3 import WorkerStorages, path_parameters
 
-            self._s3_workers = WorkerStorages()
+            self._s3_workers = WorkerStorages(path_parameters(remote_storage))
+
+    #: On S3 (COLLECTFAST_OBJECT_PARAMETERS is applied by the S3 uploads only).
+    applies_object_parameters = True
 
     def should_copy_file(self, path: str, prefixed_path: str, local_storage: Storage) -> bool:
         return True
+
+    def learn_hashed_names(self, names: set[str]) -> None:
+        if self._s3_workers is not None and self._s3_workers.layer is not None:
+            self._s3_workers.layer.learn_hashed(names)
 
     def worker_storage(self, storage: Storage) -> Storage:
         if self._s3_workers is not None:

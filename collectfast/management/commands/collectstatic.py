@@ -16,7 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.files.storage import Storage
 from django.core.management.base import CommandError, CommandParser
 
-from collectfast import report
+from collectfast import cdn, report
 from collectfast.conf import settings
 from collectfast.deploy import Deploy
 from collectfast.postprocess import staged_post_process
@@ -76,6 +76,8 @@ class Command(collectstatic.Command):
     prune = False
     max_delete: int | None = None
     pruned: str | None = None
+    #: The CDN to invalidate after a successful deploy (COLLECTFAST_INVALIDATE).
+    invalidator: cdn.Invalidator | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -128,6 +130,7 @@ class Command(collectstatic.Command):
         self.read_cache = options.get("read_cache", True)
         self.report_path = options.get("report")
         self.deploy = None
+        self.invalidator = None
         try:
             self.collectfast_enabled = settings.enabled and not options.get("disable_collectfast", False)
             if self.collectfast_enabled:
@@ -135,6 +138,8 @@ class Command(collectstatic.Command):
                 self.report_path = self.report_path or settings.report
                 self.strategy = self.load_strategy(announce=bool(options.get("skip_checks", True)))
                 self.collectfast_enabled = self.strategy is not None
+            if self.collectfast_enabled:
+                self.invalidator = cdn.from_settings(self.storage)
         except ImproperlyConfigured as error:
             raise CommandError(str(error)) from error
 
@@ -216,7 +221,10 @@ class Command(collectstatic.Command):
         self.storage = destination
         deploy.finish(succeeded=True)
         collected["modified"] = self.copied_files + self.symlinked_files
+        invalidation_failed = self.invalidate_after(deploy)
         self.publish_report(report.SUCCEEDED, None)
+        if invalidation_failed is not None:
+            raise invalidation_failed
         if self.prune:
             self.pruned = self.prune_after(deploy)
         return collected
@@ -232,6 +240,19 @@ class Command(collectstatic.Command):
         except (CommandError, ImproperlyConfigured) as error:
             raise CommandError(f"The deploy succeeded; then {error}") from error
 
+    def invalidate_after(self, deploy: Deploy) -> CommandError | None:
+        """COLLECTFAST_INVALIDATE, once the upload succeeded: the error to raise once the report is out, if any.
+
+        Before pruning: a CDN that still serves old unhashed files must not lose what they reference.
+        """
+        if self.invalidator is None:
+            return None
+        names = cdn.changed_names(deploy, self.storage)
+        deploy.invalidation = self.invalidator.invalidate(names, dry_run=self.dry_run, log=self.log_at)
+        if deploy.invalidation.error is None:
+            return None
+        return CommandError(self.invalidator.failure_message(deploy.invalidation))
+
     def publish_report(self, outcome: str, message: str | None) -> None:
         assert self.deploy is not None
         account = report.build(
@@ -246,6 +267,8 @@ class Command(collectstatic.Command):
             extra = self.deploy.summary()
             if extra:
                 summary += " " + extra
+            if self.deploy.invalidation is not None:
+                summary += " " + self.deploy.invalidation.summary()
         if summary and self.pruned:
             summary += "\n" + self.pruned
         return summary
