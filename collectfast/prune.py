@@ -31,11 +31,11 @@ from collectfast.counting import RequestCounter
 from collectfast.manifest import Changes, Manifest
 from collectfast.postprocess import unwrap
 from collectfast.strategies import GCS_STORAGE, S3_STORAGE, storage_is
-from collectfast.strategies.manifest_base import ManifestUnavailable
+from collectfast.strategies.base import Strategy
+from collectfast.strategies.manifest_base import ManifestStrategy, ManifestUnavailable
 
 if TYPE_CHECKING:
     from collectfast.deploy import Deploy
-    from collectfast.strategies.manifest_base import ManifestStrategy
 
 #: ``(key, size in bytes, last modified)``
 Listed = tuple[str, int, datetime]
@@ -52,6 +52,8 @@ class Objects(Protocol):
 
     batch_size: int
     requests: RequestCounter
+    #: The location's prefix in keys ("static/"), "" when keys are names.
+    prefix: str
 
     @property
     def where(self) -> str: ...
@@ -69,6 +71,7 @@ class FolderObjects:
     """The files under a local ``STATIC_ROOT`` (``FileSystemStorage``)."""
 
     batch_size = 1000
+    prefix = ""
 
     def __init__(self, storage: FileSystemStorage) -> None:
         self.storage = storage
@@ -222,6 +225,8 @@ class Pruner:
     max_delete: int | None = None
     #: The deploy manifest's strategy, holding the manifest as last read or written; None: no history.
     manifest: ManifestStrategy[Any] | None = None
+    #: collectstatic's strategy, whose kept state (a cached listing, cached hashes) must forget what goes.
+    strategy: Strategy[Any] | None = None
     objects: Objects = field(init=False)
     #: This deploy's names and time, when the manifest does not record it yet (see history()).
     recording: tuple[frozenset[str], datetime] | None = field(init=False, default=None)
@@ -259,6 +264,7 @@ class Pruner:
         if refusal:
             raise CommandError(f"Pruning refused, nothing was deleted: {refusal}")
         self.forget(plan)
+        self.forget_cached(plan)
         return self.carry_out(plan)
 
     def history(self) -> History | None:
@@ -312,6 +318,14 @@ class Pruner:
             ) from error
         finally:
             counting.activate(None)
+
+    def forget_cached(self, plan: Plan) -> None:
+        """Before deleting: a cached listing or hash naming a doomed object would let a deploy skip its file."""
+        strategy = self.strategy
+        if strategy is None or isinstance(strategy, ManifestStrategy):
+            return
+        for key, _, _ in plan.doomed:
+            strategy.forget(key.removeprefix(self.objects.prefix))
 
     def carry_out(self, plan: Plan) -> str:
         objects = self.objects

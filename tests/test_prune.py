@@ -129,6 +129,23 @@ def test_dry_run_prints_the_plan_and_changes_nothing(site, bucket: Bucket, later
     assert lines[2].endswith(". 1 LIST.")
 
 
+def test_a_cached_listing_never_outlives_a_pruned_object(site, bucket: Bucket, settings):
+    settings.COLLECTFAST_PRUNE_GRACE = 0
+    collectstatic()  # uploads nothing, so its listing stays cached
+    bucket.server.reset()
+
+    collectstatic("--prune")  # the deploy answers from the cached listing, which names f/007.js
+    assert bucket.counts() == {"LIST": 1, "POST": 1}
+
+    site.write("f/007.js", "var x = 7;")  # back, and the cache must not say it is in place
+    bucket.server.reset()
+    run = collectstatic()
+
+    assert bucket.counts() == {"LIST": 1, "PUT": 1}
+    assert "1 static file copied, 99 unmodified." in run.stdout
+    assert "f/007.js" in bucket.list_keys()
+
+
 def test_collectstatic_dry_run_with_prune_deletes_nothing(site, bucket: Bucket, settings):
     settings.COLLECTFAST_PRUNE_GRACE = 0
 

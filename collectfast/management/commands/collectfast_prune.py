@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from collectfast.conf import settings
 from collectfast.prune import Pruner, collectstatic_ignore_patterns, produced_by_tree
-from collectfast.strategies import guess_strategy, load_strategy
+from collectfast.strategies import DisabledStrategy, Strategy, guess_strategy, load_strategy
 from collectfast.strategies.manifest_base import ManifestStrategy, ManifestUnavailable
 
 
@@ -44,12 +44,17 @@ class Command(BaseCommand):
         if options["max_delete"] is not None and options["max_delete"] < 0:
             raise CommandError("--max-delete must be 0 or more.")
         try:
+            strategy = self.strategy()
+            manifest = strategy if isinstance(strategy, ManifestStrategy) else None
+            if manifest is not None:
+                self.read_manifest(manifest)
             pruner = Pruner(
                 staticfiles_storage,
                 self.log,
                 dry_run=options["dry_run"],
                 max_delete=options["max_delete"],
-                manifest=self.manifest_strategy(),
+                manifest=manifest,
+                strategy=strategy,
             )
         except ImproperlyConfigured as error:
             raise CommandError(str(error)) from error
@@ -70,20 +75,22 @@ class Command(BaseCommand):
         self.verbosity = int(options.get("verbosity", 1))
         return super().execute(*args, **options)
 
-    def manifest_strategy(self) -> ManifestStrategy[Any] | None:
-        """collectstatic's manifest strategy with the manifest read, when it deploys with one; else None."""
+    def strategy(self) -> Strategy[Any] | None:
+        """The strategy collectstatic deploys with (its history and kept state matter here); None for stock."""
         if not settings.enabled:
             return None
         path = settings.strategy or guess_strategy(staticfiles_storage)
         if path is None:
             return None
         strategy_class = load_strategy(path)
-        if not (issubclass(strategy_class, ManifestStrategy) and strategy_class.fits(staticfiles_storage)):
+        if issubclass(strategy_class, DisabledStrategy) or not strategy_class.fits(staticfiles_storage):
             return None
-        strategy: ManifestStrategy[Any] = strategy_class(staticfiles_storage)
+        strategy = strategy_class(staticfiles_storage)
         strategy.warning_handler = self.warn
+        return strategy
+
+    def read_manifest(self, strategy: ManifestStrategy[Any]) -> None:
         try:
             strategy.adopt(strategy.read_manifest())
         except ManifestUnavailable as error:
             raise CommandError(f"Pruning refused: {error} Nothing was deleted.") from error
-        return strategy

@@ -234,7 +234,12 @@ class Command(collectstatic.Command):
         manifest = self.strategy if isinstance(self.strategy, ManifestStrategy) else None
         try:
             pruner = Pruner(
-                self.storage, self.log_at, dry_run=self.dry_run, max_delete=self.max_delete, manifest=manifest
+                self.storage,
+                self.log_at,
+                dry_run=self.dry_run,
+                max_delete=self.max_delete,
+                manifest=manifest,
+                strategy=self.strategy,
             )
             return pruner.run(produced_by_deploy(deploy, self.storage))
         except (CommandError, ImproperlyConfigured) as error:
