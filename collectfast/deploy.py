@@ -181,7 +181,8 @@ class Deploy:
         shared: dict[str, int] = {}
         finished: dict[int, Outcome[tuple[int, Task], bool]] = {}
         following = 0
-        for outcome in self.pool.run(list(enumerate(tasks)), lambda item: work(item[1])):
+        # Numbered as the pool takes them: a list of numbered tasks would hold every file twice more.
+        for outcome in self.pool.run(enumerate(tasks), lambda item: work(item[1])):
             finished[outcome.task[0]] = outcome
             if outcome.error is not None:
                 failure = self._failure(outcome.task[1], outcome.error)

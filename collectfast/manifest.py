@@ -49,7 +49,7 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Stored:
     """What the storage reports about an object: its ETag (unquoted) and size in bytes."""
 
@@ -144,7 +144,7 @@ def _json(value: Any) -> str:
 def loads(data: bytes) -> Manifest:
     """Parse a manifest; raise ManifestError naming the first thing that is wrong."""
     try:
-        document = json.loads(data.decode())
+        document = json.loads(data.decode(), object_pairs_hook=_object)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ManifestError(f"it is not JSON ({error})") from error
     except (RecursionError, ValueError) as error:
@@ -166,12 +166,30 @@ def loads(data: bytes) -> Manifest:
     if not isinstance(deploys, list):
         raise ManifestError('"deploys" is not a list')
     return Manifest(
-        entries={str(name): _entry(name, fields) for name, fields in entries.items()},
+        entries=_entries(entries),
         conditional_writes=writes if writes in _WRITES else WRITES_UNKNOWN,
         updated_at=_time(document.get("updated_at"), "updated_at") if document.get("updated_at") else None,
         last_uploads=last_uploads if isinstance(last_uploads, int) else 0,
         deploys=[_time(at, "a time in deploys") for at in deploys][:HISTORY],
     )
+
+
+def _object(pairs: list[tuple[str, Any]]) -> Any:
+    """A JSON object as it is parsed; an entry's becomes an Entry at once, so the parse never holds both."""
+    fields = dict(pairs)
+    if "md5" in fields and "uploaded_at" in fields and "format" not in fields:
+        try:
+            return _entry("", fields)
+        except ManifestError:
+            pass  # named by _entries, which sees its name
+    return fields
+
+
+def _entries(entries: dict[str, Any]) -> dict[str, Entry]:
+    for name, fields in entries.items():
+        if not isinstance(fields, Entry):
+            entries[name] = _entry(name, fields)  # raises ManifestError naming what is wrong
+    return entries
 
 
 def _entry(name: str, fields: Any) -> Entry:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import IO, Any, cast
@@ -36,6 +37,14 @@ from collectfast.object_parameters import PathParameters, storage_hashed_names
 from collectfast.strategies.listing import ListingStrategy
 
 _PLAIN_MD5 = re.compile(r"^[0-9a-f]{32}$")
+
+#: ListObjectsV2 answers up to this many keys per request.
+PAGE_KEYS = 1000
+#: A listing of more local files than this is cut into key ranges listed at once (at most one per thread).
+RANGE_KEYS = 5000
+
+#: ``(key, ETag unquoted, size)`` of listed objects, a page at a time.
+Listed = list[tuple[str, str, int]]
 
 
 _TRANSIENT_CODES = {
@@ -151,6 +160,7 @@ class WorkerStorages:
         # sends them on threads of its own: one such upload at a time keeps memory
         # bounded whatever the number of large files, and the bandwidth busy.
         self.multipart_slot = threading.Semaphore(1)
+        self._idle_clients: list[Any] = []
 
     def for_this_thread(self, storage: Storage) -> S3Storage:
         worker = self.copy(storage)
@@ -221,6 +231,62 @@ class WorkerStorages:
             client = self._local.client = self.for_this_thread(storage).connection.meta.client
             counting.instrument(client)
         return client
+
+    @contextmanager
+    def borrowed_client(self, storage: Storage) -> Iterator[Any]:
+        """A counted client of its own for one task on any thread (a range of a listing), kept for the next."""
+        with self._lock:
+            client = self._idle_clients.pop() if self._idle_clients else None
+        if client is None:
+            client = self.for_this_thread(storage).connection.meta.client
+            counting.instrument(client)
+        try:
+            yield client
+        finally:
+            with self._lock:
+                self._idle_clients.append(client)
+
+
+def range_bounds(sorted_keys: Sequence[str], threads: int) -> list[str]:
+    """Where to cut a listing of about these keys into ranges listed at once: the last key of each range but the last.
+
+    Ranges hold whole pages (a multiple of 1,000 of the keys), at least RANGE_KEYS keys, at most
+    ``threads`` ranges. When the bucket holds exactly these keys, every range but the last ends on its
+    bound and no request is spent beyond it: ceil(keys / 1000) LIST, as a sequential listing.
+    """
+    ranges = min(threads, -(-len(sorted_keys) // RANGE_KEYS))
+    if ranges <= 1:
+        return []
+    pages = -(-len(sorted_keys) // PAGE_KEYS)
+    chunk = PAGE_KEYS * -(-pages // ranges)
+    return [sorted_keys[end - 1] for end in range(chunk, len(sorted_keys), chunk)]
+
+
+def list_range(client: Any, bucket: str, prefix: str, after: str | None, last: str | None) -> Iterator[Listed]:
+    """The objects under ``prefix`` with ``after`` < key <= ``last`` (None: unbounded), a page at a time.
+
+    Starts with ``StartAfter``; stops at the first page that reaches ``last``, so it costs at most
+    one request more than the range's own keys need.
+    """
+    params = {"Bucket": bucket, "Prefix": prefix, **({"StartAfter": after} if after is not None else {})}
+    pages = client.get_paginator("list_objects_v2").paginate(**params, PaginationConfig={"PageSize": PAGE_KEYS})
+    for page in pages:
+        listed: Listed = []
+        done = False
+        for obj in page.get("Contents", ()):
+            key = obj["Key"]
+            if after is not None and key <= after:
+                continue  # some servers include the StartAfter key
+            if last is not None and key >= last:
+                done = True
+                if key > last:
+                    break
+            listed.append((key, obj["ETag"].strip('"'), int(obj["Size"])))
+            if done:
+                break
+        yield listed
+        if done:
+            return
 
 
 def user_provided(config: Config) -> set[str]:
@@ -347,21 +413,61 @@ class Boto3Strategy(ListingStrategy[S3Storage]):
         except (ClientError, BotoCoreError) as error:
             raise CommandError(s3_error_message(storage, "Deleting objects for --clear", error)) from error
 
-    def list_remote(self) -> dict[str, tuple[str, int]]:
-        """ETag and size of every object under the storage's location, 1,000 per request."""
-        storage = self.remote_storage
-        prefix = self.prefix
-        client = self.workers.client(storage)
+    def list_remote(self, bounds: Sequence[str] = ()) -> dict[str, tuple[str, int]]:
+        """ETag and size of every object under the storage's location, 1,000 per request.
+
+        With ``bounds`` (see :meth:`range_bounds`) the key ranges between them are listed at once.
+        """
         remote: dict[str, tuple[str, int]] = {}
-        try:
-            pages = client.get_paginator("list_objects_v2").paginate(Bucket=storage.bucket_name, Prefix=prefix)
-            for page in pages:
-                for obj in page.get("Contents", ()):
-                    remote[obj["Key"]] = (obj["ETag"].strip('"'), int(obj["Size"]))
-        except (ClientError, BotoCoreError) as error:
-            raise CommandError(s3_error_message(storage, "Listing the objects", error)) from error
+
+        def add(listed: Listed) -> None:
+            remote.update((key, (etag, size)) for key, etag, size in listed)
+
+        self.list_pages(bounds, add)
         self.listed_keys = len(remote)
         return remote
+
+    def list_for(self, prefixed_paths: Sequence[str]) -> dict[str, tuple[str, int]]:
+        return self.list_remote(self.range_bounds(prefixed_paths))
+
+    def range_bounds(self, prefixed_paths: Sequence[str] | set[str]) -> list[str]:
+        """Bounds cutting the listing of the keys of these local paths into ranges (see :func:`range_bounds`)."""
+        if len(prefixed_paths) <= RANGE_KEYS or settings.threads <= 1:
+            return []
+        ordered = sorted(prefixed_paths)
+        # Keys sort as their paths do but for a cleaned name now and then: sorted again, bounds only need to increase.
+        return sorted({self.remote_key(path) for path in range_bounds(ordered, settings.threads)})
+
+    def list_pages(self, bounds: Sequence[str], add: Callable[[Listed], None]) -> None:
+        """Hand every object under the location to ``add``, a page at a time; the ranges between ``bounds`` at once.
+
+        ``add`` is called under a lock, from the thread listing each range.
+        """
+        storage = self.remote_storage
+        bucket, prefix = storage.bucket_name, self.prefix
+        try:
+            if not bounds:
+                for listed in list_range(self.workers.client(storage), bucket, prefix, None, None):
+                    add(listed)
+                return
+            lock = threading.Lock()
+
+            def one(after: str | None, last: str | None) -> None:
+                with self.workers.borrowed_client(storage) as client:
+                    for listed in list_range(client, bucket, prefix, after, last):
+                        with lock:
+                            add(listed)
+
+            edges: list[str | None] = [None, *bounds, None]
+            executor = ThreadPoolExecutor(len(edges) - 1, thread_name_prefix="collectfast_list")
+            try:
+                futures = [executor.submit(one, edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
+                for future in futures:
+                    future.result()
+            finally:
+                executor.shutdown(wait=False, cancel_futures=True)
+        except (ClientError, BotoCoreError) as error:
+            raise CommandError(s3_error_message(storage, "Listing the objects", error)) from error
 
     def get_remote_file_hash(self, prefixed_path: str) -> str | None:
         entry = self._remote.get(self.remote_key(prefixed_path))

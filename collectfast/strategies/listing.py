@@ -40,6 +40,10 @@ class ListingStrategy(CachingHashStrategy[_Storage], abc.ABC):
     def list_remote(self) -> dict[str, tuple[str, int]]:
         """``(checksum, size)`` of every object under the storage's location, by key; sets ``listed_keys``."""
 
+    def list_for(self, prefixed_paths: Sequence[str]) -> dict[str, tuple[str, int]]:
+        """:meth:`list_remote` for a run of these paths, which a backend may use to list key ranges at once."""
+        return self.list_remote()
+
     @abc.abstractmethod
     def delete_remote(self, keys: list[str]) -> None:
         """Delete these keys (all listed a moment ago) for ``--clear``."""
@@ -71,7 +75,7 @@ class ListingStrategy(CachingHashStrategy[_Storage], abc.ABC):
         if cached is not None:
             self._remote = cached
             return
-        self._remote = self.list_remote()
+        self._remote = self.list_for(prefixed_paths)
         if not dry_run:
             self.cache_listing(self._remote)
 

@@ -6,7 +6,7 @@ One read at the start of a run, one conditional write at the end. See
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, NoReturn, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -18,7 +18,7 @@ from storages.utils import clean_name
 from collectfast import errors
 from collectfast.manifest import Stored
 from collectfast.s3uploads import UploadRecorder
-from collectfast.strategies.boto3 import Boto3Strategy, s3_error_message, save_in_place, write_parameters
+from collectfast.strategies.boto3 import Boto3Strategy, Listed, s3_error_message, save_in_place, write_parameters
 from collectfast.strategies.manifest_base import (
     ConditionalWritesUnsupported,
     ManifestConflict,
@@ -146,13 +146,17 @@ class S3ManifestStrategy(ManifestStrategy[S3Storage]):
         except BotoCoreError as error:
             raise ManifestUnavailable(s3_error_message(storage, f"Writing {self.manifest_location}", error)) from error
 
-    def list_stored(self) -> dict[str, Stored]:
+    def list_stored(self, names: Collection[str] = ()) -> dict[str, Stored]:
         prefix, manifest_key = self.objects.prefix, self.manifest_key
-        return {
-            key[len(prefix) :]: Stored(etag, size)
-            for key, (etag, size) in self.objects.list_remote().items()
-            if key != manifest_key
-        }
+        stored: dict[str, Stored] = {}
+
+        def add(listed: Listed) -> None:
+            stored.update((key[len(prefix) :], Stored(etag, size)) for key, etag, size in listed if key != manifest_key)
+
+        # The manifest is listed too: its key counts in the ranges' split.
+        bounds = self.objects.range_bounds({*names, self.manifest_name}) if names else []
+        self.objects.list_pages(bounds, add)
+        return stored
 
     def stat_stored(self, name: str) -> Stored | None:
         storage = self.remote_storage

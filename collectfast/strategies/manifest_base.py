@@ -10,7 +10,7 @@ import abc
 import dataclasses
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from django.core.files.storage import Storage
@@ -77,39 +77,38 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
         self._base = Manifest()
         self._token: str | None = None
         self._writable = True
-        self._trusted: dict[str, Entry] = {}
+        #: Names whose entry in ``_base`` the listing contradicts (verified mode): never trusted this run.
+        self._distrusted: set[str] = set()
         self._md5s: dict[str, str] = {}
         self._changes = Changes()
         self._outcome: str | None = None
         self._produced: frozenset[str] | None = None
 
     def start(self, prefixed_paths: Sequence[str], *, dry_run: bool = False, cleared: bool = False) -> None:
-        names = {self.name_for(path) for path in prefixed_paths}
+        names = frozenset(self.name_for(path) for path in prefixed_paths)
         if self.manifest_name in names:
             raise CommandError(
                 f"A static file is collected to {self.manifest_name!r}, where COLLECTFAST_MANIFEST keeps the "
                 "manifest. Rename that file, or set COLLECTFAST_MANIFEST to another key."
             )
-        self._produced = frozenset(names)
+        self._produced = names
         if cleared:
             return  # clear_remote() deleted the manifest with everything else (or, in a dry run, pretended to)
         self.adopt(self._read())
-        if not self.verified:
-            self._trusted = dict(self._base.entries)
-            return
-        if not self._base.entries:
-            return  # nothing to verify: spare the listing
-        stored = self.list_stored()
+        if not self.verified or not self._base.entries:
+            return  # trusting, or nothing to verify: spare the listing
+        stored = self.list_stored(names)
         for name, entry in self._base.entries.items():
             if stored.get(name) == entry.stored:
-                self._trusted[name] = entry
-            elif name not in names:
+                continue
+            self._distrusted.add(name)
+            if name not in names:
                 # Deleted or replaced by hand, and no local file to repair it with: stop claiming it.
                 self._changes.removals[name] = entry
 
     def should_copy_file(self, path: str, prefixed_path: str, local_storage: Storage) -> bool:
         name = self.name_for(prefixed_path)
-        entry = self._trusted.get(name)
+        entry = None if name in self._distrusted else self._base.entries.get(name)
         if entry is None or entry.options != options_fingerprint(self.upload_options(name)):
             return True
         md5 = file_md5(local_storage, path)
@@ -328,8 +327,11 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
         """
 
     @abc.abstractmethod
-    def list_stored(self) -> dict[str, Stored]:
-        """Every object under the storage's location except the manifest, by name."""
+    def list_stored(self, names: Collection[str] = ()) -> dict[str, Stored]:
+        """Every object under the storage's location except the manifest, by name.
+
+        ``names``: the run's local names, which a backend may use to list key ranges at once.
+        """
 
     @abc.abstractmethod
     def stat_stored(self, name: str) -> Stored | None:
