@@ -24,7 +24,7 @@ SITE = Path(__file__).resolve().parent / "site"
 class Contender:
     key: str
     label: str
-    kind: str  # django, floor, hash or aws
+    kind: str  # django, floor, hash, list or aws
     app: str = ""  # BENCH_APP for kind "django"
     venv: str | None = None  # under benchmarks/.venvs; None: the python running the benchmark
     settings: dict[str, Any] = field(default_factory=dict)
@@ -131,6 +131,13 @@ def all_contenders(found: dict[str, Any]) -> list[Contender]:
             seed_by_self=False,
         ),
         Contender("hash", "floor: read + md5 every file, no network", "hash", scenarios=REDEPLOYS + ("manifest",)),
+        Contender(
+            "list",
+            "floor: the listing alone, one LIST after another",
+            "list",
+            seed_by_self=False,
+            scenarios=("nochange",),
+        ),
         Contender(
             "stock",
             "stock collectstatic",

@@ -5,9 +5,11 @@ PUT only the files whose ETag or size differ, through 20 workers; with ``--prune
 then delete the keys the tree lacks (one DeleteObjects per 1,000). With
 ``--post-process`` the tree is first post-processed locally by Django's
 ManifestStaticFilesStorage, the work a manifest deploy cannot avoid.
-``--hash-only`` reads and md5s the files and touches no network.
+``--hash-only`` reads and md5s the files and touches no network. ``--list-only`` lists the bucket and
+nothing else, one LIST after another: the sequential floor of a listing.
 
-    python -m benchmarks.floor --root TREE [--bucket B --endpoint URL] [--post-process] [--prune] [--hash-only]
+    python -m benchmarks.floor --root TREE [--bucket B --endpoint URL] [--post-process] [--prune]
+                               [--hash-only | --list-only]
 """
 
 from __future__ import annotations
@@ -106,6 +108,18 @@ def sync(root: Path, files: list[str], bucket: str, endpoint: str, threads: int,
     return {"listed": len(remote), "uploaded": len(uploaded), "deleted": len(stale)}
 
 
+def list_sequentially(bucket: str, endpoint: str) -> dict[str, tuple[str, int]]:
+    """The sequential listing floor: one LIST per 1,000 keys, back to back."""
+    import boto3
+
+    remote = {}
+    client = boto3.client("s3", endpoint_url=endpoint)
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", ()):
+            remote[obj["Key"]] = (obj["ETag"].strip('"'), int(obj["Size"]))
+    return remote
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, required=True)
@@ -115,6 +129,7 @@ def main() -> None:
     parser.add_argument("--post-process", action="store_true")
     parser.add_argument("--prune", action="store_true")
     parser.add_argument("--hash-only", action="store_true")
+    parser.add_argument("--list-only", action="store_true")
     args = parser.parse_args()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-floor-") as scratch:
@@ -123,10 +138,12 @@ def main() -> None:
             root = Path(scratch) / "out"
             post_process(args.root, root)
         files = walk(root)
-        if args.hash_only:
+        if args.list_only:
+            result: dict[str, Any] = {"listed": len(list_sequentially(args.bucket, args.endpoint))}
+        elif args.hash_only:
             with ThreadPoolExecutor(args.threads) as pool:
                 list(pool.map(lambda rel: etag_of(root / rel), files))
-            result: dict[str, Any] = {"hashed": len(files)}
+            result = {"hashed": len(files)}
         else:
             result = sync(root, files, args.bucket, args.endpoint, args.threads, args.prune)
     result["seconds"] = time.perf_counter() - start

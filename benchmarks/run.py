@@ -126,11 +126,13 @@ class Bench:
         assert self.server is not None
         env = child_env(self.server.endpoint_url)
         python = str(c.python)
-        if c.kind in ("floor", "hash"):
+        if c.kind in ("floor", "hash", "list"):
             argv = [python, "-m", "benchmarks.floor", "--root", str(tree_dir), "--threads", str(self.config.threads)]
             if c.kind == "hash":
                 argv.append("--hash-only")
             else:
+                if c.kind == "list":
+                    argv.append("--list-only")
                 argv += ["--bucket", bucket, "--endpoint", self.server.endpoint_url]
             if storage == "s3-manifest":
                 argv.append("--post-process")
@@ -166,7 +168,7 @@ class Bench:
         argv, env = self.argv_env(c, bucket, tree_dir, storage, prune)
         # Not the checkout: ``python -m`` puts the working folder first on sys.path, where our
         # collectfast would shadow the older packages that import under the same name.
-        cwd = self.run_dir if c.kind != "floor" and c.kind != "hash" else ROOT
+        cwd = ROOT if c.kind in ("floor", "hash", "list") else self.run_dir
         run = run_child(argv, env, cwd, self.next_log(f"{c.key}-{label}"), self.config.timeout)
         if not run.ok:
             raise RuntimeError(f"{c.key} {label} failed (exit {run.returncode}); log {run.log}:\n{run.tail()}")

@@ -10,8 +10,8 @@ from typing import Any
 
 from botocore.config import Config
 
+from benchmarks.s3server import BenchS3Server
 from tests import fixtures
-from tests.s3server import S3Server
 
 ACCESS_KEY = "collectfast-bench"
 SECRET_KEY = "collectfast-bench-secret"
@@ -21,11 +21,11 @@ _bucket_numbers = itertools.count(1)
 
 
 class Server:
-    """tests.s3server.S3Server, slowed down only while a contender is timed."""
+    """The tests' S3 server, listing at a real S3's cost (benchmarks.s3server); slowed while a contender is timed."""
 
     def __init__(self, delay_ms: float) -> None:
         self.delay_ms = delay_ms
-        self.s3 = S3Server(delay_ms=0)
+        self.s3 = BenchS3Server(delay_ms=0)
         self.endpoint_url = self.s3.endpoint_url
         self.client = make_client(self.endpoint_url)
 
