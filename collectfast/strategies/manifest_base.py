@@ -10,6 +10,7 @@ import abc
 import dataclasses
 import sys
 import threading
+import time
 from collections.abc import Collection, Sequence
 from typing import Any, ClassVar, TypeVar
 
@@ -17,6 +18,7 @@ from django.core.files.storage import Storage
 from django.core.management.base import CommandError
 
 from collectfast.conf import settings
+from collectfast.errors import diagnose
 from collectfast.hashing import file_md5
 from collectfast.manifest import (
     WRITES_HONOURED,
@@ -161,6 +163,10 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
         try:
             self._outcome = self.save(changes)
         except (ManifestUnavailable, CommandError) as error:
+            landed = self._landed(changes)
+            if landed:
+                self._outcome = "Manifest saved (its answer was lost; read back and confirmed)."
+                return
             stale = len(changes.upserts.keys() & self._base.entries.keys()) + len(changes.removals)
             consequence = (
                 f"still describes {stale} of the objects this deploy replaced or found changed as they were "
@@ -168,10 +174,24 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
                 if stale
                 else "does not record them, so the next deploy uploads them again"
             )
+            saved = "was not saved" if landed is False else "may not have been saved (it could not be read back)"
             raise CommandError(
-                f"{error} The manifest was not saved. The uploads are in place, but the manifest {consequence}. "
+                f"{error} The manifest {saved}. The uploads are in place, but the manifest {consequence}. "
                 "Fix the cause and deploy again, or run `manage.py collectfast_manifest --rebuild`."
             ) from error
+
+    def _landed(self, changes: Changes) -> bool | None:
+        """After a failed write: whether the manifest holds ``changes`` anyway (an answer lost after it took
+        effect); None when it cannot be read."""
+        try:
+            snapshot = self.read_manifest()
+            current = loads(snapshot[0]) if snapshot else Manifest()
+        except (ManifestUnavailable, ManifestError, CommandError):
+            return None
+        entries = current.entries
+        if any(name not in entries or not entries[name].same_upload(entry) for name, entry in changes.upserts.items()):
+            return False
+        return all(entries.get(name) != entry for name, entry in changes.removals.items())
 
     def requests_summary(self) -> str | None:
         return self._outcome
@@ -250,7 +270,7 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
             manifest.updated_at = now()
             manifest.last_uploads = len(changes.upserts) if uploads is None else uploads
             try:
-                self._token = self.write_manifest(dumps(manifest), replaces=self._token, conditional=conditional)
+                self._token = self._write(dumps(manifest), conditional=conditional)
             except ManifestConflict:
                 honoured = concurrent = True
                 self.adopt(self.read_manifest())
@@ -269,6 +289,22 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
         raise ManifestUnavailable(
             f"The manifest {self.manifest_location} changed under this deploy {self.max_write_attempts} times in a row."
         )
+
+    def _write(self, data: bytes, *, conditional: bool) -> str:
+        """``write_manifest``, tried again after a transient failure (throttling, 5xx, a dropped connection).
+
+        A retry after an answer lost when the write took effect is refused as a conflict
+        (the version changed): ``save`` then re-reads and merges, as with any concurrent writer.
+        """
+        for attempt in range(settings.retries + 1):
+            try:
+                return self.write_manifest(data, replaces=self._token, conditional=conditional)
+            except ManifestUnavailable as error:
+                cause = error.__cause__
+                if attempt == settings.retries or cause is None or not diagnose(cause, self.remote_storage).transient:
+                    raise
+                time.sleep(0.5 * 2**attempt)
+        raise AssertionError("unreachable")
 
     def _settle(self, name: str, manifest: Manifest, changes: Changes) -> None:
         """Another deploy uploaded ``name`` too: keep the entry of the upload the storage holds."""
