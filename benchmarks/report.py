@@ -329,9 +329,9 @@ def markdown(data: dict[str, Any], chart_name: str | None) -> str:
     lines += [
         "Requests are counted by the server, by kind; MB up is the request bodies of PUT and POST. "
         "Correctness is checked after every run: mismatched = an object whose bytes differ from the local "
-        "file, missing = no object, stale = an object whose local file was deleted (no contender deletes "
-        "remote files, so the 1%-deleted scenario leaves them all), extra = objects that are no static file "
-        "(collectfast's own manifest). Peak RSS is the contender process's, from wait4.",
+        "file, missing = no object, stale = an object whose local file was deleted (only the pruning "
+        "scenario deletes remote files: the plain 1%-deleted one leaves them all), extra = objects that are "
+        "no static file (collectfast's own manifest). Peak RSS is the contender process's, from wait4.",
         "",
     ]
     return "\n".join(lines)
