@@ -98,6 +98,9 @@ class Manifest:
     last_uploads: int = 0
     #: When the last recorded deploys (at most HISTORY) wrote it, newest first.
     deploys: list[datetime] = field(default_factory=list)
+    #: Trusting-mode deploys that began uploading and have not written their outcome, by id: when each began.
+    #: Until they are gone, trusting deploys check the bucket: a killed deploy's uploads are not recorded.
+    unfinished: dict[str, datetime] = field(default_factory=dict)
 
 
 def options_fingerprint(options: Mapping[str, Any]) -> str:
@@ -118,6 +121,8 @@ def dumps(manifest: Manifest) -> bytes:
         "conditional_writes": manifest.conditional_writes,
         "deploys": [at.isoformat() for at in manifest.deploys],
     }
+    if manifest.unfinished:
+        head["unfinished"] = {run: at.isoformat() for run, at in sorted(manifest.unfinished.items())}
     # Written entry by entry: a document of dicts would hold every entry twice more at 100,000 files.
     out = io.BytesIO()
     out.write(_json(head)[:-1].encode())
@@ -171,7 +176,16 @@ def loads(data: bytes) -> Manifest:
         updated_at=_time(document.get("updated_at"), "updated_at") if document.get("updated_at") else None,
         last_uploads=last_uploads if isinstance(last_uploads, int) else 0,
         deploys=[_time(at, "a time in deploys") for at in deploys][:HISTORY],
+        unfinished=_unfinished(document.get("unfinished", {})),
     )
+
+
+def _unfinished(value: Any) -> dict[str, datetime]:
+    try:
+        return {str(run): _time(at, "a time in unfinished") for run, at in value.items()}
+    except (AttributeError, ManifestError):
+        # Unreadable, so possibly a deploy that never finished: readers must check the bucket.
+        return {"unreadable": datetime.min.replace(tzinfo=timezone.utc)}
 
 
 def _object(pairs: list[tuple[str, Any]]) -> Any:
@@ -235,12 +249,23 @@ class Changes:
     #: Set by a deploy that succeeded: every name it produced, and when; recorded as history.
     produced: frozenset[str] | None = None
     deployed_at: datetime | None = None
+    #: Unfinished-deploy marks to add (a trusting deploy about to upload) and to drop (done, or long dead).
+    began: dict[str, datetime] = field(default_factory=dict)
+    ended: set[str] = field(default_factory=set)
 
     def __bool__(self) -> bool:
-        return bool(self.upserts or self.removals)
+        return bool(self.upserts or self.removals or self.began or self.ended)
 
     def copy(self) -> Changes:
-        return Changes(dict(self.upserts), dict(self.removals), dict(self.seen), self.produced, self.deployed_at)
+        return Changes(
+            dict(self.upserts),
+            dict(self.removals),
+            dict(self.seen),
+            self.produced,
+            self.deployed_at,
+            dict(self.began),
+            set(self.ended),
+        )
 
 
 def merge(current: Manifest, changes: Changes) -> tuple[Manifest, list[str]]:
@@ -265,7 +290,10 @@ def merge(current: Manifest, changes: Changes) -> tuple[Manifest, list[str]]:
         # Another deploy may have re-uploaded it meanwhile: remove only the entry found wrong.
         if entries.get(name) == removed:
             del entries[name]
-    merged = Manifest(entries, current.conditional_writes, current.updated_at, current.last_uploads, current.deploys)
+    unfinished = {run: at for run, at in {**current.unfinished, **changes.began}.items() if run not in changes.ended}
+    merged = Manifest(
+        entries, current.conditional_writes, current.updated_at, current.last_uploads, current.deploys, unfinished
+    )
     if changes.produced is not None and changes.deployed_at is not None:
         record_deploy(merged, changes.produced, changes.deployed_at)
     return merged, sorted(conflicts)

@@ -325,7 +325,7 @@ def test_sigterm_stops_a_deploy_as_ctrl_c_does_and_the_manifest_records_what_lan
     returncode, stderr = signal_deploy_when(
         bucket,
         ["--threads", "1", "--static", str(static_tree.root), "--mode", "trusting"],
-        lambda: len(bucket.list_keys()) >= 2,
+        lambda: len(bucket.list_keys("f/")) >= 2,
         signal.SIGTERM,
         delay_ms=150,
     )
@@ -365,7 +365,7 @@ def test_ctrl_c_during_a_hung_upload_stops_within_seconds(s3_settings, bucket: B
     returncode, stderr = signal_deploy_when(
         bucket,
         ["--threads", "4", "--static", str(static_tree.root), "--mode", "trusting"],
-        lambda: len(bucket.list_keys()) >= 8,
+        lambda: len(bucket.list_keys("f/")) >= 8,
         signal.SIGINT,
     )
 
@@ -475,3 +475,30 @@ def test_a_killed_runs_multipart_upload_is_aborted_by_the_next_run_that_sends_th
     objects = bucket.objects()
     objects.pop("collectfast-manifest.json", None)
     assert objects == static_tree.files()
+
+
+def test_a_trusting_deploy_after_one_that_never_finished_checks_the_bucket(
+    s3_settings, settings, bucket: Bucket, static_tree
+):
+    settings.COLLECTFAST_STRATEGY = MANIFEST
+    settings.COLLECTFAST_MANIFEST_MODE = "trusting"
+    write_files(static_tree, 3)
+    collectstatic()
+    from collectfast.manifest import dumps, loads
+
+    manifest = loads(bucket.objects()["collectfast-manifest.json"])
+    assert manifest.unfinished == {}  # the deploy's own mark is gone once it finished
+    # What a killed trusting deploy leaves: its mark, and an object replaced behind the entry's back.
+    manifest.unfinished = {"killed": manifest.updated_at}
+    bucket.client.put_object(Bucket=bucket.name, Key="collectfast-manifest.json", Body=dumps(manifest))
+    bucket.client.put_object(Bucket=bucket.name, Key="f/001.txt", Body=b"the killed deploy's bytes")
+    bucket.server.reset()
+
+    run = collectstatic()
+
+    assert "never finished" in run.stderr and "checks the bucket" in run.stderr
+    assert "1 static file copied, 2 unmodified" in run.stdout
+    assert bucket.counts() == {"GET": 1, "LIST": 1, "PUT": 1 + 2}  # the mark of this deploy, then its outcome
+    assert bucket.objects()["f/001.txt"] == b"f 1 "
+    # A mark younger than an hour may be a deploy still running: it stays until then.
+    assert set(loads(bucket.objects()["collectfast-manifest.json"]).unfinished) == {"killed"}

@@ -479,12 +479,6 @@ def test_sigterm_while_a_request_hangs_stops_the_deploy_within_seconds(site: Sit
 
 
 @pytest.mark.parametrize("strategy", [MANIFEST], ids=["manifest"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="collectfast bug: in trusting mode a SIGKILLed deploy leaves the manifest entries of the objects it "
-    "overwrote; after a local rollback to those bytes the next deploy skips them, and the bucket keeps the "
-    "killed deploy's bytes (finish() never runs, and nothing is recorded before the upload starts).",
-)
 def test_trusting_mode_after_a_sigkill_and_a_rollback_uploads_what_the_killed_run_overwrote(site: Site) -> None:
     site.settings.COLLECTFAST_MANIFEST_MODE = "trusting"
     files(site.tree)

@@ -11,7 +11,9 @@ import dataclasses
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Collection, Sequence
+from datetime import timedelta
 from typing import Any, ClassVar, TypeVar
 
 from django.core.files.storage import Storage
@@ -60,6 +62,10 @@ class ConditionalWritesUnsupported(Exception):
     """The storage rejects conditional writes outright."""
 
 
+#: How long a deploy's unfinished mark is left to it before a checking deploy may clear it as dead.
+UNFINISHED_FOR = timedelta(hours=1)
+
+
 class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
     """Skip a file only when the manifest recorded an upload of the same bytes with the same options.
 
@@ -85,6 +91,11 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
         self._changes = Changes()
         self._outcome: str | None = None
         self._produced: frozenset[str] | None = None
+        #: Trusting deploys mark the manifest before uploading; verified ones check what they trust anyway.
+        self.marks_unfinished = not self.verified
+        self._run = uuid.uuid4().hex
+        self._mark_lock = threading.Lock()
+        self._marked = False
 
     def start(self, prefixed_paths: Sequence[str], *, dry_run: bool = False, cleared: bool = False) -> None:
         names = frozenset(self.name_for(path) for path in prefixed_paths)
@@ -97,7 +108,9 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
         if cleared:
             return  # clear_remote() deleted the manifest with everything else (or, in a dry run, pretended to)
         self.adopt(self._read())
-        if not self.verified or not self._base.entries:
+        if not self.verified and self._base.unfinished:
+            self._check_after_unfinished()
+        elif not self.verified or not self._base.entries:
             return  # trusting, or nothing to verify: spare the listing
         stored = self.list_stored(names)
         for name, entry in self._base.entries.items():
@@ -125,6 +138,39 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
         if entry is not None:
             with self._lock:
                 self._changes.removals[name] = entry
+        if self.marks_unfinished:
+            self._mark_unfinished()
+
+    def _mark_unfinished(self) -> None:
+        """Before a trusting deploy's first upload: write that it has begun, once.
+
+        Its own removals reach the manifest only in finish(), which a killed process never
+        reaches; until the mark is gone, trusting deploys check the bucket instead.
+        """
+        with self._mark_lock:
+            if self._marked or not self._writable:
+                return
+            self._marked = True
+            try:
+                self.save(Changes(began={self._run: now()}), uploads=self._base.last_uploads)
+            except (ManifestUnavailable, CommandError) as error:
+                self.warn(
+                    f"{error} This deploy could not mark the manifest before uploading: if it is killed, a "
+                    "trusting deploy may skip files it replaced.",
+                    ManifestWarning,
+                )
+
+    def _check_after_unfinished(self) -> None:
+        """A trusting deploy after one that never finished: decide as verified mode does, and clear old marks."""
+        began = min(self._base.unfinished.values())
+        self.warn(
+            f"A deploy that began uploading at {began.isoformat(timespec='seconds')} never finished (its mark "
+            f"is in {self.manifest_location}): this deploy checks the bucket instead of trusting the manifest.",
+            ManifestWarning,
+        )
+        self.verified = True
+        cutoff = now() - UNFINISHED_FOR
+        self._changes.ended.update(run for run, at in self._base.unfinished.items() if at < cutoff)
 
     def copy_file(self, path: str, prefixed_path: str, local_storage: Storage, remote_storage: Storage) -> None:
         name = self.name_for(prefixed_path)
@@ -154,6 +200,8 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
             return
         with self._lock:
             changes = self._changes.copy()
+        if self._marked:
+            changes.ended.add(self._run)
         if succeeded and self._produced is not None:
             # The history pruning reads (docs/pruning.md), recorded with every write of a deploy.
             changes.produced, changes.deployed_at = self._produced, now()
