@@ -17,16 +17,13 @@ import posixpath
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from collectfast.object_parameters import storage_hashed_names
-
-if TYPE_CHECKING:
-    from collectfast.deploy import Deploy
 
 Log = Callable[[str, int], None]
 
@@ -255,17 +252,12 @@ class CloudFrontInvalidator(Invalidator):
     def client(self) -> Any:
         if self._client is None:
             import boto3
-            from botocore.config import Config
 
-            from collectfast.conf import settings
+            from collectfast.strategies.boto3 import deploy_config
 
             create_session = getattr(self.storage, "_create_session", None)
             session = create_session() if callable(create_session) else boto3.session.Session()
-            config = Config(
-                connect_timeout=settings.connect_timeout,
-                read_timeout=settings.read_timeout,
-                retries={"mode": "standard"},
-            )
+            config = deploy_config(None)  # collectfast's timeouts and retries
             self._client = session.client(
                 "cloudfront", region_name="us-east-1", endpoint_url=self.options["endpoint_url"], config=config
             )
@@ -337,25 +329,22 @@ def setting_error(value: Any) -> str | None:
     return f"[{key!r}] {problem}" if problem else None
 
 
-def from_settings(storage: Any) -> Invalidator | None:
-    """The invalidator COLLECTFAST_INVALIDATE configures for ``storage``, or None."""
-    from collectfast.conf import settings
-
-    value = settings.invalidate
+def from_settings(value: Mapping[str, Any] | None, storage: Any) -> Invalidator | None:
+    """The invalidator that ``value`` (COLLECTFAST_INVALIDATE) configures for ``storage``, or None."""
     if not value:
         return None
     [(key, options)] = value.items()
     return invalidator_class(str(key))(options, storage)
 
 
-def changed_names(deploy: Deploy, storage: Any) -> list[str]:
+def changed_names(uploaded: Iterable[str], hashed_in_run: set[str], storage: Any) -> list[str]:
     """The run's uploads that a CDN may hold old bytes of: every uploaded name that is not hashed.
 
     Hashed names are those post-processing learned in this run and those the storage knows now
     (collectfast.object_parameters); ``staticfiles.json`` is unhashed, so it counts once uploaded.
     """
-    hashed = deploy.hashed_names | storage_hashed_names(storage)
-    return _unique(name for name in [*deploy.copied, *deploy.uploaded_later] if name not in hashed)
+    hashed = hashed_in_run | storage_hashed_names(storage)
+    return _unique(name for name in uploaded if name not in hashed)
 
 
 def _unique(names: Iterable[str]) -> list[str]:

@@ -38,6 +38,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.files.storage import Storage
 from django.utils.module_loading import import_string
 
+from collectfast import cdn
 from collectfast.conf import SETTINGS, setting_error, settings
 from collectfast.strategies import (
     S3_STORAGE,
@@ -72,12 +73,24 @@ CHOOSE_HINT = "Use a built-in strategy such as 'collectfast.strategies.boto3.Bot
 UNSET_HINT = "or unset COLLECTFAST_STRATEGY to let collectfast choose."
 
 
+def invalidate_error() -> str | None:
+    """What is wrong inside COLLECTFAST_INVALIDATE (its type is checked with the other settings), or None."""
+    if setting_error("COLLECTFAST_INVALIDATE"):
+        return None
+    error = cdn.setting_error(settings.invalidate)
+    return f"COLLECTFAST_INVALIDATE {error}." if error else None
+
+
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     messages = _check_app_order()
     for name in SETTINGS:
         error = setting_error(name)
         if error:
             messages.append(Error(error, hint=f"Fix or remove {name} in your settings.", id="collectfast.E002"))
+    invalidate = invalidate_error()
+    if invalidate:
+        hint = "Fix or remove COLLECTFAST_INVALIDATE in your settings."
+        messages.append(Error(invalidate, hint=hint, id="collectfast.E002"))
     if not messages:
         strategy, strategy_messages = _check_strategy()
         messages += strategy_messages

@@ -59,12 +59,6 @@ def _object_parameters_error(value: Any) -> str | None:
     return rules_error(value)
 
 
-def _invalidate_error(value: Any) -> str | None:
-    from collectfast.cdn import setting_error as invalidate_error
-
-    return invalidate_error(value)
-
-
 SETTINGS: dict[str, _Setting] = {
     s.name: s
     for s in (
@@ -125,8 +119,8 @@ SETTINGS: dict[str, _Setting] = {
             "COLLECTFAST_INVALIDATE",
             None,
             (dict, type(None)),
+            # Its inside is checked by collectfast.cdn (system check E002, and collectstatic before it starts).
             "None or a dict naming one CDN, such as {'cloudfront': {'distribution_id': ...}}",
-            explain=_invalidate_error,
         ),
     )
 }

@@ -17,6 +17,7 @@ from django.core.files.storage import Storage
 from django.core.management.base import CommandError, CommandParser
 
 from collectfast import cdn, report
+from collectfast.checks import invalidate_error
 from collectfast.conf import settings
 from collectfast.deploy import Deploy
 from collectfast.postprocess import staged_post_process
@@ -139,7 +140,10 @@ class Command(collectstatic.Command):
                 self.strategy = self.load_strategy(announce=bool(options.get("skip_checks", True)))
                 self.collectfast_enabled = self.strategy is not None
             if self.collectfast_enabled:
-                self.invalidator = cdn.from_settings(self.storage)
+                invalid = invalidate_error()
+                if invalid:
+                    raise CommandError(invalid)
+                self.invalidator = cdn.from_settings(settings.invalidate, self.storage)
         except ImproperlyConfigured as error:
             raise CommandError(str(error)) from error
 
@@ -252,7 +256,7 @@ class Command(collectstatic.Command):
         """
         if self.invalidator is None:
             return None
-        names = cdn.changed_names(deploy, self.storage)
+        names = cdn.changed_names([*deploy.copied, *deploy.uploaded_later], deploy.hashed_names, self.storage)
         deploy.invalidation = self.invalidator.invalidate(names, dry_run=self.dry_run, log=self.log_at)
         if deploy.invalidation.error is None:
             return None
