@@ -2,7 +2,7 @@
 
 Storage-agnostic: entries, the versioned JSON document they are kept in, the
 fingerprint of upload options, and the rule that merges two deploys' writes.
-The format and the consistency argument are described in ``docs/manifest.md``.
+The format and the consistency argument are described in ``docs/manifest.rst``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 FORMAT = "collectfast-manifest"
 #: Bump when the document changes shape; older releases refuse newer documents.
 VERSION = 1
-#: Deploy times kept in ``deploys``, newest first: the history pruning reads (docs/pruning.md).
+#: Deploy times kept in ``deploys``, newest first: the history pruning reads (docs/pruning.rst).
 HISTORY = 50
 
 #: Whether the storage applies conditional writes (If-Match / If-None-Match), as last observed.

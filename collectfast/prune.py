@@ -1,4 +1,4 @@
-"""Pruning: delete the objects under the storage's location that no recent deploy needs (docs/pruning.md).
+"""Pruning: delete the objects under the storage's location that no recent deploy needs (docs/pruning.rst).
 
 Storage-agnostic. Each backend module lists its objects with their times and
 deletes them in its batch form (``S3Objects`` in collectfast.strategies.boto3,

@@ -1,7 +1,7 @@
 """Strategies that decide from a manifest kept in the storage itself, shared by every deployer.
 
 One read at the start of a run, one conditional write at the end. See
-``docs/manifest.md`` for the format and why concurrent deploys stay consistent.
+``docs/manifest.rst`` for the format and why concurrent deploys stay consistent.
 """
 
 from __future__ import annotations

@@ -203,7 +203,7 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
         if self._marked:
             changes.ended.add(self._run)
         if succeeded and self._produced is not None:
-            # The history pruning reads (docs/pruning.md), recorded with every write of a deploy.
+            # The history pruning reads (docs/pruning.rst), recorded with every write of a deploy.
             changes.produced, changes.deployed_at = self._produced, now()
         if not changes and not (changes.produced is not None and produced_again(self._base, changes.produced)):
             self._outcome = f"Manifest unchanged ({len(self._base.entries)} entries)."

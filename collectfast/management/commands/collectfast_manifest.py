@@ -50,7 +50,7 @@ _HEADERS = (
     "WebsiteRedirectLocation",
 )
 _CHECKED_IF_SET = ("ServerSideEncryption", "SSEKMSKeyId", "StorageClass")
-# HEAD cannot show these; documented in docs/manifest.md.
+# HEAD cannot show these; documented in docs/manifest.rst.
 _UNCHECKED = ("ACL", "GrantFullControl", "GrantRead", "GrantReadACP", "GrantWriteACP")
 
 LocalFile = tuple[str, str, Storage]

@@ -1,4 +1,4 @@
-"""``collectfast_prune``: delete the objects no recent deploy needs, on its own (docs/pruning.md)."""
+"""``collectfast_prune``: delete the objects no recent deploy needs, on its own (docs/pruning.rst)."""
 
 from __future__ import annotations
 
