@@ -11,11 +11,11 @@ pagination tokens; delimiters and moto's other bucket kinds go through moto's ow
 
 from __future__ import annotations
 
-import argparse
 import bisect
 from typing import Any
 
-from tests.s3server import S3Server, serve
+from tests import s3server
+from tests.s3server import S3Server
 
 _NAMES = "_bench_sorted_names"
 
@@ -82,13 +82,7 @@ class BenchS3Server(S3Server):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--delay-ms", type=float, default=0)
-    args = parser.parse_args()
-    install()
-    serve(args.host, args.port, args.delay_ms)
+    s3server.main(prepare=install)
 
 
 if __name__ == "__main__":

@@ -233,12 +233,14 @@ class S3Server(ChildServer):
         self._call("POST", "settings", settings)
 
 
-def main() -> None:
+def main(prepare: Callable[[], None] = lambda: None) -> None:
+    """Serve until killed; ``prepare`` runs first (the benchmark's server patches moto there)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--delay-ms", type=float, default=0)
     args = parser.parse_args()
+    prepare()
     serve(args.host, args.port, args.delay_ms)
 
 
