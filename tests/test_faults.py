@@ -434,6 +434,13 @@ def run_and_signal(site: Site, signame: str, rule: Rule, *, threads: int = 2, ex
         if deploy.poll() is None:
             deploy.kill()
             deploy.communicate()
+    # A request the deploy had sent is still on its way at the proxy: let it land (or fail) first, as on a real
+    # server it would before anyone looked, so the runs after this one never race with it.
+    # (A hung request is never forwarded: it is only closed, when the proxy releases it.)
+    landed = site.proxy.wait_for(
+        lambda log: all(entry.done or (entry.injected or "").startswith("hang") for entry in log), timeout=60
+    )
+    assert landed, "a request the deploy sent never ended at the proxy"
     assert deploy.returncode != 0, stdout
     if signame != "SIGKILL":
         assert "KeyboardInterrupt" in stderr, stderr
