@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import signal
 import socket
 import subprocess
@@ -370,7 +371,8 @@ def test_ctrl_c_during_a_hung_upload_stops_within_seconds(s3_settings, bucket: B
     )
 
     assert returncode != 0
-    assert "Stopping: waiting for 1 upload in flight (Ctrl-C again to abort)." in stderr
+    # The server may have stored a file whose answer is still on its way: that upload is in flight too.
+    assert re.search(r"Stopping: waiting for [1-9] uploads? in flight \(Ctrl-C again to abort\)\.", stderr), stderr
     from collectfast.manifest import loads
 
     manifest = loads(bucket.objects()["collectfast-manifest.json"])
