@@ -48,6 +48,13 @@ def activate(counter: RequestCounter | None) -> None:
     _active = counter
 
 
+def record(kind: str) -> None:
+    """Count one request of ``kind`` ("LIST", "GET", "PUT"...) in the active counter, if any."""
+    counter = _active
+    if counter is not None:
+        counter.add(kind)
+
+
 def _on_before_send(request: Any, **kwargs: Any) -> None:
     counter = _active
     if counter is not None:

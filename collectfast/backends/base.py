@@ -1,0 +1,160 @@
+"""What every backend provides: all I/O against one storage family, behind one interface.
+
+Strategies hold policy (which files to send) and talk to storages only through
+a :class:`Backend`; a backend module (``collectfast/backends/<family>.py``) is
+the only module that imports its family's SDK. docs/contributing.rst says how
+to add one.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar, Generic, TypeVar
+
+from django.core.files.storage import Storage
+
+from collectfast import errors
+
+_Storage = TypeVar("_Storage", bound=Storage)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteObject:
+    """One stored object: its key, the checksum the service reports for it, its size, when it last changed."""
+
+    key: str
+    #: As the service reports it: S3's ETag (unquoted), GCS's and Azure's MD5 in hex; "" when it reports none.
+    checksum: str
+    size: int
+    modified: datetime | None = None
+
+
+#: One listing request's worth of objects.
+Page = list[RemoteObject]
+
+
+class WriteConflict(Exception):
+    """A conditional write was refused: the object is not the version it was to replace."""
+
+
+class ConditionsUnsupported(Exception):
+    """The service rejects conditional writes outright."""
+
+
+class Unavailable(Exception):
+    """A request failed for a reason other than its condition; the message names the cause and the fix."""
+
+
+class Backend(abc.ABC, Generic[_Storage]):
+    """All I/O against one storage family: listing, upload, delete, conditional writes, errors, counting.
+
+    Every request a backend sends is counted by kind with :func:`collectfast.counting.record`
+    (or an SDK hook that calls it). Methods may be called from any worker thread.
+    """
+
+    #: "s3", "gcs", "azure", "filesystem".
+    family: ClassVar[str]
+    #: Keys a listing request answers, and keys one batch delete takes.
+    page_size: ClassVar[int] = 1000
+    delete_batch: ClassVar[int] = 1000
+
+    def __init__(self, storage: _Storage) -> None:
+        self.storage = storage
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "diagnose" in cls.__dict__:
+            errors.register(cls.diagnose)
+
+    # Where objects live.
+
+    @property
+    def prefix(self) -> str:
+        """The storage's location as a key prefix ("static/"), "" at the root: the one home of that rule."""
+        location = str(getattr(self.storage, "location", "") or "").replace("\\", "/").strip("/")
+        return f"{location}/" if location else ""
+
+    @property
+    @abc.abstractmethod
+    def where(self) -> str:
+        """The location, for messages: ``s3://bucket/static/``."""
+
+    @abc.abstractmethod
+    def key(self, name: str) -> str:
+        """The key the storage stores ``name`` under."""
+
+    # Reading.
+
+    @abc.abstractmethod
+    def list_pages(self, names: Collection[str] = ()) -> Iterator[Page]:
+        """Every object under the location, a page at a time.
+
+        ``names``: the run's local names, which a backend may use to list key ranges at once.
+        """
+
+    @abc.abstractmethod
+    def stat(self, key: str) -> RemoteObject | None:
+        """One object, None if absent."""
+
+    # What an upload stores.
+
+    @abc.abstractmethod
+    def write_options(self, key: str) -> dict[str, Any]:
+        """Every option that shapes the object stored at ``key`` (type, encoding, headers...)."""
+
+    @abc.abstractmethod
+    def predict(self, path: str, local_storage: Storage, key: str) -> tuple[str, int] | None:
+        """The checksum and size the service reports after the storage uploads this file; None if unknowable."""
+
+    def stores_as_is(self, key: str) -> bool:
+        """Whether the stored bytes are the local bytes (no gzip), so a plain md5 compares."""
+        return True
+
+    # Writing.
+
+    def worker_storage(self, storage: Storage) -> Storage:
+        """A storage for one worker thread to upload with (its own client where the SDK needs one)."""
+        return storage
+
+    @abc.abstractmethod
+    def upload(
+        self, path: str, prefixed_path: str, local_storage: Storage, worker: Storage
+    ) -> tuple[str, RemoteObject | None]:
+        """Upload one file with a worker's storage, overwriting in place.
+
+        Returns the name saved and what the service answered it stored (None when it did not say).
+        """
+
+    @abc.abstractmethod
+    def delete(self, keys: list[str]) -> dict[str, str]:
+        """Delete up to ``delete_batch`` keys in the service's batch form; why each key not deleted was not."""
+
+    @abc.abstractmethod
+    def read_object(self, key: str) -> tuple[bytes, str] | None:
+        """A small object's bytes and version token (ETag, generation), None if absent; else Unavailable."""
+
+    @abc.abstractmethod
+    def write_object(self, key: str, data: bytes, *, replaces: str | None, conditional: bool = True) -> str:
+        """Write a small JSON object and return its new version token.
+
+        Conditional writes replace only the version ``replaces`` (create only if absent when None)
+        and raise WriteConflict otherwise; ConditionsUnsupported when the service has none; Unavailable else.
+        """
+
+    # Errors and the end of a run.
+
+    @abc.abstractmethod
+    def explain(self, action: str, error: Exception) -> str:
+        """``action`` failed with ``error``: the cause and the fix, in words."""
+
+    @staticmethod
+    def diagnose(error: BaseException, storage: Any) -> errors.Diagnosis | None:
+        """What the family's SDK error means for a deploy (collectfast.errors); None if it is not one of its own."""
+        return None
+
+    def finish(self, *, dry_run: bool = False) -> str | None:
+        """Tidy up after a run (e.g. abandoned multipart uploads); a sentence for the summary, if any."""
+        return None
