@@ -3,7 +3,9 @@
 gcp-storage-emulator, in memory, behind a thin layer that counts requests by
 kind, can inject faults, and behaves like GCS where the emulator does not:
 listings come a page at a time (1,000 objects unless ``maxResults`` says
-fewer), and composed objects have no ``md5Hash``. Run it in its own process::
+fewer), composed objects have no ``md5Hash``, uploads honour ``ifGenerationMatch``
+(0: only if absent; else 412), and downloads say their generation
+(``X-Goog-Generation``). Run it in its own process::
 
     python -m tests.gcsserver --port 0
 
@@ -149,10 +151,34 @@ def make_handler(storage: Any, control: Control) -> type:
             listing = _LIST.match(url.path)
             if listing and method == "GET" and "softDeleted" not in query:
                 return self.list_page(listing["bucket"], query)
+            upload = _UPLOAD.match(url.path)
+            if upload and method == "POST" and "ifGenerationMatch" in query:
+                wanted = query["ifGenerationMatch"][0]
+                if self.generation(upload["bucket"], key) != wanted:
+                    message = "At least one of the pre-conditions you specified did not hold."
+                    return self.send_json(412, error_body(412, "conditionNotMet", message))
+            self.extra_headers = {}
+            if object_match and method == "GET" and (url.path.startswith("/download/") or "alt" in query):
+                generation = self.generation(object_match["bucket"], key)
+                if generation != "0":
+                    self.extra_headers["X-Goog-Generation"] = generation
             getattr(super(), f"do_{method}")()
             if object_match and object_match["compose"] and method == "POST":
                 self.mark_composite(object_match["bucket"], key)
             return None
+
+        def generation(self, bucket: str, name: str) -> str:
+            """The object's generation, "0" when it does not exist (as ``ifGenerationMatch`` has it)."""
+            try:
+                return str(storage.get_file_obj(bucket, name)["generation"])
+            except NotFound:
+                return "0"
+
+        def end_headers(self) -> None:
+            for name, value in getattr(self, "extra_headers", {}).items():
+                self.send_header(name, value)
+            self.extra_headers = {}
+            super().end_headers()
 
         def list_page(self, bucket: str, query: dict[str, list[str]]) -> None:
             # The emulator returns every object at once; GCS pages them, in name order.
