@@ -1,4 +1,4 @@
-"""Post-processing of remote hashing storages (``S3ManifestStaticStorage``) at collectfast speed.
+"""Post-processing of remote hashing storages (``S3ManifestStaticStorage`` and the like) at collectfast speed.
 
 Stock ``post_process`` asks the bucket about every hashed name, reads files back and saves
 every hashed file, then deletes and rewrites ``staticfiles.json``, one request at a time.
@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from django.contrib.staticfiles.storage import HashedFilesMixin, ManifestFilesMixin
 from django.contrib.staticfiles.utils import matches_patterns
-from django.core.exceptions import ImproperlyConfigured
 from django.core.files.storage import Storage
 
+from collectfast.backends import backend_class_for
 from collectfast.object_parameters import hashed_names
 
 if TYPE_CHECKING:
@@ -47,13 +47,12 @@ def unwrap(storage: Storage) -> Storage:
 
 
 def can_stage(storage: Storage) -> bool:
-    """Whether the post-processing of ``storage`` can run locally and be uploaded by collectfast."""
-    try:
-        from storages.backends.s3 import S3Storage
-    except (ImportError, ImproperlyConfigured):  # django-storages without boto3 raises the latter
-        return False
+    """Whether the post-processing of ``storage`` can run locally and be uploaded by collectfast.
+
+    Any remote storage a backend serves (collectfast.backends): its uploads go through the strategy.
+    """
     storage = unwrap(storage)
-    if not (isinstance(storage, HashedFilesMixin) and isinstance(storage, S3Storage)):
+    if not (isinstance(storage, HashedFilesMixin) and backend_class_for(storage) is not None):
         return False
     # A manifest kept in another storage is written there the stock way.
     return not isinstance(storage, ManifestFilesMixin) or storage.manifest_storage is storage
