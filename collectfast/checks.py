@@ -65,6 +65,7 @@ BUILTIN_STRATEGIES = {
     BOTO3_STRATEGY,
     "collectfast.strategies.manifest.S3ManifestStrategy",
     "collectfast.strategies.gcloud.GoogleCloudStrategy",
+    "collectfast.strategies.gcloud.GoogleCloudManifestStrategy",
     "collectfast.strategies.filesystem.FileSystemStrategy",
     "collectfast.strategies.filesystem.CachingFileSystemStrategy",
     "collectfast.strategies.upload_all.UploadAllStrategy",
