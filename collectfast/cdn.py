@@ -7,7 +7,8 @@ within its limits, or as one wildcard when there are more than ``wildcard_over``
 
 A CDN is a small :class:`Invalidator` subclass, registered with :func:`register` under the key
 its settings go by (or named in the setting by its dotted path). Each imports its SDK only when
-it sends: :class:`CloudFrontInvalidator` (AWS only) needs boto3, from ``collectfast[s3]``.
+it sends: :class:`CloudFrontInvalidator` (AWS only) needs boto3, from ``collectfast[s3]``, and
+sends through :mod:`collectfast.backends.cloudfront`.
 """
 
 from __future__ import annotations
@@ -251,24 +252,15 @@ class CloudFrontInvalidator(Invalidator):
 
     def client(self) -> Any:
         if self._client is None:
-            import boto3
+            from collectfast.backends import cloudfront
 
-            from collectfast.strategies.boto3 import deploy_config
-
-            create_session = getattr(self.storage, "_create_session", None)
-            session = create_session() if callable(create_session) else boto3.session.Session()
-            config = deploy_config(None)  # collectfast's timeouts and retries
-            self._client = session.client(
-                "cloudfront", region_name="us-east-1", endpoint_url=self.options["endpoint_url"], config=config
-            )
+            self._client = cloudfront.client(self.storage, self.options["endpoint_url"])
         return self._client
 
     def send(self, paths: list[str], reference: str) -> str:
-        response = self.client().create_invalidation(
-            DistributionId=self.target,
-            InvalidationBatch={"Paths": {"Quantity": len(paths), "Items": paths}, "CallerReference": reference},
-        )
-        return str(response["Invalidation"]["Id"])
+        from collectfast.backends import cloudfront
+
+        return cloudfront.create_invalidation(self.client(), self.target, paths, reference)
 
     def describe_error(self, error: Exception) -> str:
         response = getattr(error, "response", None)

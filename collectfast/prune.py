@@ -1,19 +1,20 @@
 """Pruning: delete the objects under the storage's location that no recent deploy needs (docs/pruning.rst).
 
-Storage-agnostic. Each backend module lists its objects with their times and
-deletes them in its batch form (``S3Objects`` in collectfast.strategies.boto3,
-``GCSObjects`` in collectfast.strategies.gcloud); a local folder is handled here.
+Storage-agnostic. A storage family's backend (collectfast.backends) lists its
+objects with their times and deletes them in its batch form; a local folder is
+handled here.
 The plan decides what may go and why the rest stays; then it is carried out in
 batches, and what failed is reported once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Protocol
@@ -26,11 +27,11 @@ from django.core.management.base import CommandError
 
 from collectfast import counting
 from collectfast import manifest as manifests
+from collectfast.backends import Backend, backend_class_for
 from collectfast.conf import settings
 from collectfast.counting import RequestCounter
 from collectfast.manifest import Changes, Manifest
 from collectfast.postprocess import unwrap
-from collectfast.strategies import GCS_STORAGE, S3_STORAGE, storage_is
 from collectfast.strategies.base import Strategy
 from collectfast.strategies.manifest_base import ManifestStrategy, ManifestUnavailable
 
@@ -107,21 +108,55 @@ class FolderObjects:
         return failed
 
 
+class BackendObjects:
+    """The objects under a remote storage's location, through its backend; requests counted in ``requests``."""
+
+    def __init__(self, backend: Backend[Any]) -> None:
+        self.backend = backend
+        self.batch_size = backend.delete_batch
+        self.prefix = backend.prefix
+        self.requests = RequestCounter()
+
+    @property
+    def where(self) -> str:
+        return self.backend.where
+
+    def key(self, name: str) -> str:
+        return self.backend.key(name)
+
+    def list_objects(self) -> list[Listed]:
+        # An object without a time is never old enough to go.
+        with self._counted():
+            return [
+                (listed.key, listed.size, listed.modified or now())
+                for page in self.backend.list_pages()
+                for listed in page
+                if listed.key.startswith(self.prefix)
+            ]
+
+    def delete_objects(self, keys: list[str]) -> dict[str, str]:
+        with self._counted():
+            return self.backend.delete(keys)
+
+    @contextlib.contextmanager
+    def _counted(self) -> Iterator[None]:
+        counting.activate(self.requests)
+        try:
+            yield
+        finally:
+            counting.activate(None)
+
+
 def objects_for(storage: Storage) -> Objects:
     """The objects of ``storage`` as pruning sees them; CommandError for a storage it cannot prune."""
     storage = unwrap(storage)
-    if storage_is(storage, S3_STORAGE):
-        from collectfast.strategies.boto3 import S3Objects
-
-        return S3Objects(storage)
-    if storage_is(storage, GCS_STORAGE):
-        from collectfast.strategies.gcloud import GCSObjects
-
-        return GCSObjects(storage)
+    backend_class = backend_class_for(storage)
+    if backend_class is not None:
+        return BackendObjects(backend_class(storage))
     if isinstance(storage, FileSystemStorage):
         return FolderObjects(storage)
     raise CommandError(
-        f"Pruning works with S3Storage, GoogleCloudStorage and a local STATIC_ROOT, not with "
+        f"Pruning works with S3Storage, GoogleCloudStorage, AzureStorage and a local STATIC_ROOT, not with "
         f"{type(storage).__module__}.{type(storage).__qualname__}. Nothing was deleted."
     )
 

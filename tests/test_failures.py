@@ -401,7 +401,7 @@ def test_a_cache_too_small_for_the_run_is_warned_about_at_run_time(settings, sta
 def test_deploy_config_keeps_what_the_user_set_and_fills_in_timeouts(settings):
     from botocore.config import Config
 
-    from collectfast.strategies.boto3 import deploy_config, user_provided
+    from collectfast.backends.s3 import deploy_config, user_provided
 
     assert user_provided(Config(read_timeout=3)) == {"read_timeout"}  # pins botocore's private bookkeeping
     assert user_provided(Config()) == set()

@@ -9,8 +9,9 @@ import pytest
 from django.core.cache import caches
 from django.core.files.storage import storages
 
-from collectfast.strategies import boto3 as s3
-from collectfast.strategies.boto3 import Boto3Strategy, range_bounds
+from collectfast.backends import s3
+from collectfast.backends.s3 import range_bounds
+from collectfast.strategies.boto3 import Boto3Strategy
 from tests.fixtures import Bucket, StaticTree, collectstatic
 
 # Pages of 10 keys and ranges of at least 25 keys, so that a few hundred objects make many ranges of many pages.

@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 from django.core.files.storage import Storage
 from storages.backends.s3 import S3Storage
 
-from collectfast.s3uploads import UploadRecorder
+from collectfast.backends.s3 import UploadRecorder
 from collectfast.strategies.manifest import S3ManifestStrategy
 from tests.fixtures import Bucket, StaticTree, collectstatic, make_client, s3_storage
 from tests.s3server import S3Server
@@ -124,4 +124,4 @@ def test_a_deploy_whose_multipart_upload_failed_once_leaves_nothing_recorded(
     assert bucket.client.get_object(Bucket=bucket.name, Key=KEY)["Body"].read() == big
     assert bucket.counts()["DELETE"] == 1  # the aborted upload
     (strategy,) = KeptStrategy.instances
-    assert strategy.recorder._parts == {} and strategy.recorder._stored == {}
+    assert strategy.backend.recorder._parts == {} and strategy.backend.recorder._stored == {}

@@ -9,12 +9,13 @@ to add one.
 from __future__ import annotations
 
 import abc
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
 from django.core.files.storage import Storage
+from django.core.management.base import CommandError
 
 from collectfast import errors
 
@@ -86,6 +87,10 @@ class Backend(abc.ABC, Generic[_Storage]):
     def key(self, name: str) -> str:
         """The key the storage stores ``name`` under."""
 
+    def url(self, key: str) -> str:
+        """Where one key lives, for messages: ``s3://bucket/static/app.css``."""
+        return self.where.removesuffix(self.prefix) + key
+
     # Reading.
 
     @abc.abstractmethod
@@ -109,6 +114,13 @@ class Backend(abc.ABC, Generic[_Storage]):
     def predict(self, path: str, local_storage: Storage, key: str) -> tuple[str, int] | None:
         """The checksum and size the service reports after the storage uploads this file; None if unknowable."""
 
+    def learn_hashed_names(self, names: set[str]) -> None:
+        """Names post-processing hashed in this run (per-path write options may pick them out)."""
+
+    def stored_with(self, key: str, options: dict[str, Any]) -> bool:
+        """Whether the object at ``key`` is proven to carry these write options (False when it cannot tell)."""
+        return False
+
     def stores_as_is(self, key: str) -> bool:
         """Whether the stored bytes are the local bytes (no gzip), so a plain md5 compares."""
         return True
@@ -130,7 +142,10 @@ class Backend(abc.ABC, Generic[_Storage]):
 
     @abc.abstractmethod
     def delete(self, keys: list[str]) -> dict[str, str]:
-        """Delete up to ``delete_batch`` keys in the service's batch form; why each key not deleted was not."""
+        """Delete up to ``delete_batch`` keys in the service's batch form; why each key not deleted was not.
+
+        A request that fails as a whole raises CommandError naming the cause.
+        """
 
     @abc.abstractmethod
     def read_object(self, key: str) -> tuple[bytes, str] | None:
@@ -144,6 +159,17 @@ class Backend(abc.ABC, Generic[_Storage]):
         and raise WriteConflict otherwise; ConditionsUnsupported when the service has none; Unavailable else.
         """
 
+    def clear(self, *, dry_run: bool = False) -> list[str]:
+        """Delete every object under the location (``--clear``), in batches; the names, relative to it."""
+        keys = sorted(listed.key for page in self.list_pages() for listed in page)
+        if not dry_run:
+            for start in range(0, len(keys), self.delete_batch):
+                failed = self.delete(keys[start : start + self.delete_batch])
+                if failed:
+                    key, reason = min(failed.items())
+                    raise CommandError(f"Deleting {key!r} for --clear failed: {reason}")
+        return [key.removeprefix(self.prefix) for key in keys]
+
     # Errors and the end of a run.
 
     @abc.abstractmethod
@@ -155,6 +181,6 @@ class Backend(abc.ABC, Generic[_Storage]):
         """What the family's SDK error means for a deploy (collectfast.errors); None if it is not one of its own."""
         return None
 
-    def finish(self, *, dry_run: bool = False) -> str | None:
+    def finish(self, warn: Callable[[str], None], *, dry_run: bool = False) -> str | None:
         """Tidy up after a run (e.g. abandoned multipart uploads); a sentence for the summary, if any."""
         return None

@@ -6,11 +6,11 @@ import abc
 import threading
 import uuid
 from collections.abc import Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, ClassVar, TypeVar
 
 from django.core.files.storage import Storage
-from storages.utils import clean_name
 
+from collectfast.backends.base import Backend
 from collectfast.strategies.base import CachingHashStrategy
 
 _Storage = TypeVar("_Storage", bound=Storage)
@@ -28,28 +28,34 @@ class ListingStrategy(CachingHashStrategy[_Storage], abc.ABC):
 
     # A cache miss costs one listing request per page, not one request per file.
     cache_optional = True
+    #: The backend every request goes through (collectfast.backends).
+    backend_class: ClassVar[type[Backend[Any]] | None] = None
+    backend: Backend[Any]
 
     def __init__(self, remote_storage: _Storage) -> None:
         super().__init__(remote_storage)
+        if self.backend_class is not None:
+            self.backend = self.backend_class(remote_storage)
         self._remote: dict[str, tuple[str, int]] = {}
         self.listed_keys = 0
         self._forget_lock = threading.Lock()
         self._listing_forgotten = False
+        self._backend_summary: str | None = None
 
-    @abc.abstractmethod
     def list_remote(self) -> dict[str, tuple[str, int]]:
         """``(checksum, size)`` of every object under the storage's location, by key; sets ``listed_keys``."""
+        return self.list_for(())
 
     def list_for(self, prefixed_paths: Sequence[str]) -> dict[str, tuple[str, int]]:
         """:meth:`list_remote` for a run of these paths, which a backend may use to list key ranges at once."""
-        return self.list_remote()
-
-    @abc.abstractmethod
-    def delete_remote(self, keys: list[str]) -> None:
-        """Delete these keys (all listed a moment ago) for ``--clear``."""
+        remote: dict[str, tuple[str, int]] = {}
+        for page in self.backend.list_pages(prefixed_paths):
+            remote.update((listed.key, (listed.checksum, listed.size)) for listed in page)
+        self.listed_keys = len(remote)
+        return remote
 
     def remote_key(self, prefixed_path: str) -> str:
-        return cast(str, cast(Any, self.remote_storage)._normalize_name(clean_name(prefixed_path)))
+        return self.backend.key(prefixed_path)
 
     def remote_size(self, prefixed_path: str) -> int | None:
         """The listed (or cached) size of the object; None when it is not known to exist.
@@ -62,8 +68,27 @@ class ListingStrategy(CachingHashStrategy[_Storage], abc.ABC):
 
     @property
     def prefix(self) -> str:
-        location = str(cast(Any, self.remote_storage).location).strip("/")
-        return f"{location}/" if location else ""
+        return self.backend.prefix
+
+    def should_copy_file(self, path: str, prefixed_path: str, local_storage: Storage) -> bool:
+        key = self.remote_key(prefixed_path)
+        remote = self._remote.get(key)
+        if remote is None or not remote[0]:
+            return True  # absent, or stored without a checksum: nothing proves it unchanged
+        return self.backend.predict(path, local_storage, key) != remote
+
+    def stores_as_is(self, prefixed_path: str) -> bool:
+        return self.backend.stores_as_is(self.remote_key(prefixed_path))
+
+    def learn_hashed_names(self, names: set[str]) -> None:
+        """Names post-processing hashed in this run (collectfast.deploy.Deploy.learn_hashed_names)."""
+        self.backend.learn_hashed_names(names)
+
+    def worker_storage(self, storage: Storage) -> Storage:
+        return self.backend.worker_storage(storage)
+
+    def copy_file(self, path: str, prefixed_path: str, local_storage: Storage, remote_storage: Storage) -> None:
+        self.backend.upload(path, prefixed_path, local_storage, remote_storage)
 
     def start(self, prefixed_paths: Sequence[str], *, dry_run: bool = False, cleared: bool = False) -> None:
         if cleared:
@@ -91,6 +116,11 @@ class ListingStrategy(CachingHashStrategy[_Storage], abc.ABC):
             # The listing no longer describes what this run uploaded; the next run lists again.
             self.cache.delete(self.listing_cache_key())
             self._invalidated.clear()
+        if self.backend_class is not None:
+            self._backend_summary = self.backend.finish(self.warn, dry_run=dry_run)
+
+    def requests_summary(self) -> str | None:
+        return self._backend_summary
 
     def listing_cache_key(self, part: int | None = None) -> str:
         key = self.get_cache_key("\0listing")
@@ -126,7 +156,4 @@ class ListingStrategy(CachingHashStrategy[_Storage], abc.ABC):
         self.cache.set(self.listing_cache_key(), (generation, len(chunks)))
 
     def clear_remote(self, *, dry_run: bool = False) -> list[str] | None:
-        keys = sorted(self.list_remote())
-        if not dry_run:
-            self.delete_remote(keys)
-        return [key.removeprefix(self.prefix) for key in keys]
+        return self.backend.clear(dry_run=dry_run)

@@ -1,7 +1,8 @@
-"""The storage-agnostic manifest strategy: decisions, recording uploads, and the conditional write loop.
+"""The manifest strategy: decisions, recording uploads, and the conditional write loop.
 
-A backend subclasses :class:`ManifestStrategy` and implements its storage
-I/O methods; :mod:`collectfast.strategies.manifest` does it for S3.
+Policy only: every request goes through the backend (collectfast.backends) named
+by ``backend_class``; each family's module subclasses it with its own backend
+(:mod:`collectfast.strategies.manifest` for S3).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, ClassVar, TypeVar
 from django.core.files.storage import Storage
 from django.core.management.base import CommandError
 
+from collectfast.backends.base import Backend, ConditionsUnsupported, Unavailable, WriteConflict
 from collectfast.conf import settings
 from collectfast.errors import diagnose
 from collectfast.hashing import file_md5
@@ -50,16 +52,12 @@ Snapshot = tuple[bytes, str]
 _NO_SUCH_VERSION = '"00000000000000000000000000000000"'
 
 
-class ManifestUnavailable(Exception):
-    """The manifest could not be read or written; the message names the cause and the fix."""
-
-
-class ManifestConflict(Exception):
-    """A conditional write was refused: the manifest changed since it was read."""
-
-
-class ConditionalWritesUnsupported(Exception):
-    """The storage rejects conditional writes outright."""
+#: The manifest could not be read or written; the message names the cause and the fix.
+ManifestUnavailable = Unavailable
+#: A conditional write was refused: the manifest changed since it was read.
+ManifestConflict = WriteConflict
+#: The storage rejects conditional writes outright.
+ConditionalWritesUnsupported = ConditionsUnsupported
 
 
 #: How long a deploy's unfinished mark is left to it before a checking deploy may clear it as dead.
@@ -76,9 +74,15 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
 
     #: Conditional writes tried (re-reading and merging in between) before giving up.
     max_write_attempts: ClassVar[int] = 5
+    #: The backend every request goes through (collectfast.backends).
+    backend_class: ClassVar[type[Backend[Any]] | None] = None
+    backend: Backend[Any]
 
     def __init__(self, remote_storage: _RemoteStorage) -> None:
         super().__init__(remote_storage)
+        if self.backend_class is not None:
+            self.backend = self.backend_class(remote_storage)
+        self._backend_summary: str | None = None
         self.verified = settings.manifest_mode == "verified"
         self.manifest_name = self.name_for(settings.manifest)
         self._lock = threading.Lock()
@@ -195,6 +199,13 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
             self._changes.removals.pop(saved, None)
 
     def finish(self, *, succeeded: bool, dry_run: bool = False) -> None:
+        try:
+            self._record(succeeded=succeeded, dry_run=dry_run)
+        finally:
+            if self.backend_class is not None:
+                self._backend_summary = self.backend.finish(self.warn, dry_run=dry_run)
+
+    def _record(self, *, succeeded: bool, dry_run: bool) -> None:
         # Also after a failure or Ctrl-C: the files that did upload are recorded.
         if dry_run or not self._writable:
             return
@@ -242,7 +253,7 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
         return all(entries.get(name) != entry for name, entry in changes.removals.items())
 
     def requests_summary(self) -> str | None:
-        return self._outcome
+        return " ".join(part for part in (self._outcome, self._backend_summary) if part) or None
 
     def _read(self) -> Snapshot | None:
         try:
@@ -387,46 +398,84 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
         self._base = probe
         self._warn_ignored()
 
-    # The storage's side, for each backend to implement.
+    # The storage's side: the backend's, which a subclass may override.
 
     def name_for(self, prefixed_path: str) -> str:
         """The storage's name for a destination path, relative to its location."""
         return prefixed_path.replace("\\", "/").lstrip("/")
 
     @property
-    @abc.abstractmethod
+    def manifest_key(self) -> str:
+        return self.backend.key(self.manifest_name)
+
+    @property
     def manifest_location(self) -> str:
         """Where the manifest lives, for messages (e.g. ``s3://bucket/key``)."""
+        return self.backend.url(self.manifest_key)
 
-    @abc.abstractmethod
     def read_manifest(self) -> Snapshot | None:
-        """The manifest's bytes and version token (ETag, generation), None if absent; else ManifestUnavailable."""
+        """The manifest's bytes and version token (ETag, generation), None if absent; else ManifestUnavailable.
 
-    @abc.abstractmethod
+        A cause that concerns every file (bucket, credentials, endpoint) is a CommandError: stop now
+        rather than try each file.
+        """
+        try:
+            return self.backend.read_object(self.manifest_key)
+        except Unavailable as error:
+            cause = error.__cause__
+            if cause is not None and diagnose(cause, self.remote_storage).shared_cause in (
+                "bucket",
+                "credentials",
+                "endpoint",
+            ):
+                raise CommandError(str(error)) from cause
+            raise
+
     def write_manifest(self, data: bytes, *, replaces: str | None, conditional: bool = True) -> str:
         """Write the manifest and return its new token.
 
         Conditional writes replace only the version ``replaces`` (create only
         if absent when None) and raise ManifestConflict when it is not current.
         """
+        return self.backend.write_object(self.manifest_key, data, replaces=replaces, conditional=conditional)
 
-    @abc.abstractmethod
     def list_stored(self, names: Collection[str] = ()) -> dict[str, Stored]:
         """Every object under the storage's location except the manifest, by name.
 
         ``names``: the run's local names, which a backend may use to list key ranges at once.
         """
+        prefix, manifest_key = self.backend.prefix, self.manifest_key
+        stored: dict[str, Stored] = {}
+        # The manifest is listed too: its key counts in the ranges' split.
+        for page in self.backend.list_pages({*names, self.manifest_name} if names else ()):
+            stored.update(
+                (listed.key[len(prefix) :], Stored(listed.checksum, listed.size))
+                for listed in page
+                if listed.key != manifest_key
+            )
+        return stored
 
-    @abc.abstractmethod
     def stat_stored(self, name: str) -> Stored | None:
         """One object's ETag and size, None if absent."""
+        found = self.backend.stat(self.backend.key(name))
+        return None if found is None else Stored(found.checksum, found.size)
 
-    @abc.abstractmethod
     def upload_options(self, name: str) -> dict[str, Any]:
         """Every option that shapes the object stored for ``name`` (type, encoding, headers, ACL...)."""
+        return self.backend.write_options(self.backend.key(name))
 
-    @abc.abstractmethod
     def upload(
         self, path: str, prefixed_path: str, local_storage: Storage, remote_storage: Storage
     ) -> tuple[str, Stored | None]:
         """Upload with ``remote_storage``; return the saved name and what the storage answered it stored."""
+        saved, found = self.backend.upload(path, prefixed_path, local_storage, remote_storage)
+        return saved, None if found is None else Stored(found.checksum, found.size)
+
+    def worker_storage(self, storage: Storage) -> Storage:
+        return self.backend.worker_storage(storage)
+
+    def learn_hashed_names(self, names: set[str]) -> None:
+        self.backend.learn_hashed_names(names)
+
+    def clear_remote(self, *, dry_run: bool = False) -> list[str] | None:
+        return self.backend.clear(dry_run=dry_run)

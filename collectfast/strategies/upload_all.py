@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from django.core.files.storage import FileSystemStorage, Storage
 
-from collectfast.strategies import GCS_STORAGE, S3_STORAGE, storage_is
+from collectfast.backends import Backend, backend_class_for
 from collectfast.strategies.base import Strategy
 from collectfast.strategies.filesystem import replace_file
 
@@ -20,13 +20,10 @@ class UploadAllStrategy(Strategy[Storage]):
 
     def __init__(self, remote_storage: Storage) -> None:
         super().__init__(remote_storage)
-        self._s3_workers: Any = None
-        self.aborted: str | None = None
-        if storage_is(remote_storage, S3_STORAGE):
-            # Only imported for S3: boto3 is an optional dependency.
-            from collectfast.strategies.boto3 import WorkerStorages, path_parameters
-
-            self._s3_workers = WorkerStorages(path_parameters(remote_storage))
+        backend_class = backend_class_for(remote_storage)
+        #: The storage family's backend, when there is one: its uploads overwrite in place, with its own clients.
+        self.backend: Backend[Any] | None = None if backend_class is None else backend_class(remote_storage)
+        self._backend_summary: str | None = None
 
     #: On S3 (COLLECTFAST_OBJECT_PARAMETERS is applied by the S3 uploads only).
     applies_object_parameters = True
@@ -35,31 +32,24 @@ class UploadAllStrategy(Strategy[Storage]):
         return True
 
     def learn_hashed_names(self, names: set[str]) -> None:
-        if self._s3_workers is not None and self._s3_workers.layer is not None:
-            self._s3_workers.layer.learn_hashed(names)
+        if self.backend is not None:
+            self.backend.learn_hashed_names(names)
 
     def worker_storage(self, storage: Storage) -> Storage:
-        if self._s3_workers is not None:
-            return cast(Storage, self._s3_workers.for_this_thread(storage))
-        if storage_is(storage, GCS_STORAGE):
-            # A plain copy would share the storage's client once it exists; google-cloud-storage is optional.
-            from collectfast.strategies.gcloud import worker_copy
-
-            return cast(Storage, worker_copy(storage))
+        if self.backend is not None:
+            return self.backend.worker_storage(storage)
         return super().worker_storage(storage)
 
     def finish(self, *, succeeded: bool, dry_run: bool = False) -> None:
-        if self._s3_workers is not None and not dry_run:
-            self.aborted = self._s3_workers.finish(self.remote_storage, self.warn)
+        if self.backend is not None:
+            self._backend_summary = self.backend.finish(self.warn, dry_run=dry_run)
 
     def requests_summary(self) -> str | None:
-        return self.aborted
+        return self._backend_summary
 
     def copy_file(self, path: str, prefixed_path: str, local_storage: Storage, remote_storage: Storage) -> None:
-        if self._s3_workers is not None:
-            from collectfast.strategies.boto3 import save_in_place
-
-            save_in_place(path, prefixed_path, local_storage, cast(Any, remote_storage), self._s3_workers)
+        if self.backend is not None:
+            self.backend.upload(path, prefixed_path, local_storage, remote_storage)
         elif isinstance(remote_storage, FileSystemStorage):
             replace_file(path, prefixed_path, local_storage, remote_storage)
         else:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from functools import partial
-from typing import Any, cast
+from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from django.apps import apps
 from django.contrib.staticfiles.finders import get_finders
 from django.contrib.staticfiles.storage import staticfiles_storage
@@ -31,27 +29,12 @@ from collectfast.manifest import (
 )
 from collectfast.pool import WorkerPool
 from collectfast.strategies import guess_strategy, load_strategy
-from collectfast.strategies.boto3 import s3_error_message
 from collectfast.strategies.manifest import S3ManifestStrategy
 from collectfast.strategies.manifest_base import ManifestUnavailable, Snapshot
 
 MANIFEST_STRATEGY = f"{S3ManifestStrategy.__module__}.{S3ManifestStrategy.__qualname__}"
 #: Failed files named in the error; the rest are counted.
 NAMED_FAILURES = 5
-
-# Headers HEAD returns as PutObject takes them: an adopted object must carry the ones uploads would set.
-_HEADERS = (
-    "CacheControl",
-    "ContentDisposition",
-    "ContentEncoding",
-    "ContentLanguage",
-    "ContentType",
-    "Expires",
-    "WebsiteRedirectLocation",
-)
-_CHECKED_IF_SET = ("ServerSideEncryption", "SSEKMSKeyId", "StorageClass")
-# HEAD cannot show these; documented in docs/manifest.rst.
-_UNCHECKED = ("ACL", "GrantFullControl", "GrantRead", "GrantReadACP", "GrantWriteACP")
 
 LocalFile = tuple[str, str, Storage]
 
@@ -221,11 +204,10 @@ def check(strategy: S3ManifestStrategy) -> Rebuild:
     result.changes.removals = {name: entry for name, entry in base.items() if name not in kept}
     candidates = [file for file in local_files(strategy) if file[0] in stored and file[0] not in kept]
     result.candidates = len(candidates)
-    # Each worker thread HEADs with a client of its own, all from the strategy's one boto3 session.
-    client = partial(strategy.objects.workers.client, strategy.remote_storage)
+    # Each worker thread checks with a client of its own (the backend's, per thread).
     pool = WorkerPool(settings.threads, retries=settings.retries)
     try:
-        for outcome in pool.run(candidates, lambda file: adopt(strategy, file, stored[file[0]], client())):
+        for outcome in pool.run(candidates, lambda file: adopt(strategy, file, stored[file[0]])):
             name = outcome.task[0]
             if outcome.error is not None:
                 result.failures.append((name, outcome.error))
@@ -250,9 +232,7 @@ def failure_report(strategy: S3ManifestStrategy, result: Rebuild) -> str:
 
 
 def describe(strategy: S3ManifestStrategy, name: str, error: Exception) -> str:
-    if isinstance(error, (ClientError, BotoCoreError)):
-        return s3_error_message(strategy.remote_storage, f"Checking {name!r}", error)
-    return f"Checking {name!r} failed: {type(error).__name__}: {error}"
+    return strategy.backend.explain(f"Checking {name!r}", error)
 
 
 def local_files(strategy: S3ManifestStrategy) -> list[LocalFile]:
@@ -267,45 +247,19 @@ def local_files(strategy: S3ManifestStrategy) -> list[LocalFile]:
     return list(found.values())
 
 
-def adopt(strategy: S3ManifestStrategy, file: LocalFile, listed: Stored, client: Any) -> Entry | None:
+def adopt(strategy: S3ManifestStrategy, file: LocalFile, listed: Stored) -> Entry | None:
     """An entry for a listed object proven to be this local file as an upload now would store it, else None.
 
-    Its bytes: the ETag and size an upload would get (gzip and parts
+    Its bytes: the checksum and size an upload would get (gzip and parts
     included) equal the listed ones; KMS and customer-key ETags prove
-    nothing. Its headers: HEAD shows those the upload options would set.
+    nothing. Its headers: the backend confirms those the upload options would set.
     """
     name, path, source = file
-    key = strategy.objects.remote_key(name)
-    params = strategy.remote_storage._get_write_parameters(key)
-    if params.get("SSECustomerKey") or str(params.get("ServerSideEncryption", "")).startswith("aws:kms"):
-        return None
-    local = strategy.objects.local_fingerprint(path, source, params)
-    if Stored(local.etag, local.size) != listed:
+    backend = strategy.backend
+    key = backend.key(name)
+    if backend.predict(path, source, key) != (listed.etag, listed.size):
         return None
     options = strategy.upload_options(name)
-    head = head_object(client, strategy.remote_storage.bucket_name, key)
-    if head is None or not headers_match(options, head):
+    if not backend.stored_with(key, options):
         return None
     return Entry(file_md5(source, path), listed.size, listed.etag, options_fingerprint(options), now())
-
-
-def head_object(client: Any, bucket: str, key: str) -> dict[str, Any] | None:
-    """The object's headers; None when it was deleted since the listing."""
-    try:
-        return cast(dict[str, Any], client.head_object(Bucket=bucket, Key=key))
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
-            return None
-        raise
-
-
-def headers_match(options: dict[str, Any], head: dict[str, Any]) -> bool:
-    unknown = set(options) - {*_HEADERS, *_CHECKED_IF_SET, *_UNCHECKED, "Metadata"}
-    if unknown:
-        return False  # an option HEAD cannot confirm: do not vouch for it
-    if any(options.get(header) != head.get(header) for header in _HEADERS):
-        return False
-    if any(options[name] != head.get(name) for name in _CHECKED_IF_SET if name in options):
-        return False
-    metadata = {str(k).lower(): v for k, v in options.get("Metadata", {}).items()}
-    return bool(metadata == head.get("Metadata", {}))
