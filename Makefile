@@ -4,7 +4,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 $$HOME/.pyenv/versions/3.13*/bi
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: help test demo bench lint tox docs clean
+.PHONY: help test demo bench lint tox docs clean azurite
 
 help:
 	@echo "make test   run the test suite (real S3-compatible server on 127.0.0.1)"
@@ -29,8 +29,18 @@ $(UV): | $(BIN)/python
 # One stamp per purpose, each installing collectfast (editable) with only the extras and the
 # dependency group (pyproject.toml [dependency-groups]) that the target needs.
 $(BIN)/.installed: pyproject.toml | $(UV)
-	$(INSTALL) --compile-bytecode -e '.[s3,gcloud]' --group test
+	$(INSTALL) --compile-bytecode -e '.[s3,gcloud,azure]' --group test
 	touch $@
+
+# Azurite, the Azure Storage emulator the Azure tests start (tests/azuriteserver.py), pinned by
+# tests/azurite/package-lock.json and installed from the npm registry into tests/azurite/node_modules.
+AZURITE_STAMP = tests/azurite/node_modules/.installed
+$(AZURITE_STAMP): tests/azurite/package.json tests/azurite/package-lock.json
+	@command -v npm >/dev/null || { echo "The Azure tests need Node.js 18+ and npm, to install Azurite"; exit 1; }
+	npm ci --prefix tests/azurite --no-audit --no-fund --loglevel=error
+	touch $@
+
+azurite: $(AZURITE_STAMP)
 
 # No --compile-bytecode: compiling all of moto, botocore and Django takes longer than the demo.
 $(BIN)/.demo-installed: pyproject.toml | $(UV)
@@ -38,7 +48,7 @@ $(BIN)/.demo-installed: pyproject.toml | $(UV)
 	touch $@
 
 $(BIN)/.lint-installed: pyproject.toml | $(UV)
-	$(INSTALL) -e '.[s3,gcloud]' --group lint
+	$(INSTALL) -e '.[s3,gcloud,azure]' --group lint
 	touch $@
 
 $(BIN)/.docs-installed: pyproject.toml | $(UV)
@@ -49,7 +59,7 @@ $(BIN)/.tox-installed: pyproject.toml | $(UV)
 	$(INSTALL) --group tox
 	touch $@
 
-test: $(BIN)/.installed
+test: $(BIN)/.installed $(AZURITE_STAMP)
 	@echo "make test: the whole suite (about 400 tests) usually takes about 10 minutes on 2 cores (9 min 44 s measured), longer on a loaded machine;"
 	@echo "  a quick check: .venv/bin/python -m pytest tests/test_units.py tests/test_filesystem.py (about a minute)."
 	$(BIN)/python -m pytest
@@ -98,4 +108,4 @@ test-s3-compat: $(BIN)/.installed
 	COLLECTFAST_S3_SERVER=localstack COLLECTFAST_LOCALSTACK_VENV=$(LOCALSTACK_VENV) $(BIN)/python -m pytest $(S3_TEST_MODULES)
 
 clean:
-	rm -rf $(VENV) .tox build dist *.egg-info docs/_build
+	rm -rf $(VENV) .tox build dist *.egg-info docs/_build tests/azurite/node_modules

@@ -66,6 +66,8 @@ BUILTIN_STRATEGIES = {
     "collectfast.strategies.manifest.S3ManifestStrategy",
     "collectfast.strategies.gcloud.GoogleCloudStrategy",
     "collectfast.strategies.gcloud.GoogleCloudManifestStrategy",
+    "collectfast.strategies.azure.AzureStrategy",
+    "collectfast.strategies.azure.AzureManifestStrategy",
     "collectfast.strategies.filesystem.FileSystemStrategy",
     "collectfast.strategies.filesystem.CachingFileSystemStrategy",
     "collectfast.strategies.upload_all.UploadAllStrategy",

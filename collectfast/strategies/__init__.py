@@ -27,6 +27,8 @@ S3_STORAGE = "storages.backends.s3.S3Storage"
 BOTO3_STRATEGY = "collectfast.strategies.boto3.Boto3Strategy"
 GCS_STORAGE = "storages.backends.gcloud.GoogleCloudStorage"
 GCLOUD_STRATEGY = "collectfast.strategies.gcloud.GoogleCloudStrategy"
+AZURE_STORAGE = "storages.backends.azure_storage.AzureStorage"
+AZURE_STRATEGY = "collectfast.strategies.azure.AzureStrategy"
 FILESYSTEM_STRATEGY = "collectfast.strategies.filesystem.FileSystemStrategy"
 
 # The pip extra that provides each module needing an optional package.
@@ -37,6 +39,8 @@ _EXTRAS = {
     "storages.backends.s3": "s3",
     "storages.backends.s3boto3": "s3",
     "storages.backends.gcloud": "gcloud",
+    "collectfast.strategies.azure": "azure",
+    "storages.backends.azure_storage": "azure",
 }
 
 
@@ -109,6 +113,8 @@ def guess_strategy(storage: Storage | type[Storage]) -> str | None:
         return BOTO3_STRATEGY
     if class_is(storage_class, GCS_STORAGE):
         return GCLOUD_STRATEGY
+    if class_is(storage_class, AZURE_STORAGE):
+        return AZURE_STRATEGY
     if issubclass(storage_class, FileSystemStorage):
         return FILESYSTEM_STRATEGY
     return None
