@@ -585,3 +585,52 @@ def test_two_containers_never_share_a_cached_listing(settings, container: Contai
 
     assert "5 static files copied." in run.stdout
     assert other.objects() == static_tree.files()
+
+
+# Pruning.
+
+
+def test_prune_deletes_what_no_deploy_produces_in_one_blob_batch(azure_settings, container: Container, static_tree):
+    azure_settings.COLLECTFAST_PRUNE_GRACE = 0
+    for i in range(10):
+        static_tree.write(f"f/{i}.js", f"var x = {i};")
+    collectstatic()
+    (static_tree.root / "f/7.js").unlink()
+    container.put("f/stale.js", b"stale")
+    container.server.reset()
+    caches["default"].clear()
+
+    run = collectstatic("--prune")
+
+    # The deploy's listing, then the prune's listing and one blob batch.
+    assert container.counts() == {"LIST": 2, "POST": 1}
+    assert "Pruned 2 objects" in run.stdout
+    assert container.list_keys() == sorted(static_tree.files())
+
+
+def test_an_unreachable_endpoint_is_one_clear_error(azure_settings, container: Container, static_tree):
+    write_site(static_tree)
+    container.server.proxy.refuse()
+    try:
+        with pytest.raises(CommandError) as error:
+            collectstatic()
+    finally:
+        container.server.proxy.restore()
+
+    message = str(error.value)
+    assert f"Listing the blobs in container '{container.name}': http://127.0.0.1:" in message
+    assert "could not be reached" in message and "BlobEndpoint" in message
+
+
+def test_an_unreadable_manifest_uploads_everything_and_is_left_alone(manifest_settings, container, static_tree):
+    write_site(static_tree)
+    collectstatic()
+    before = container.client.download_blob(MANIFEST).readall()
+    container.server.reset()
+    container.server.proxy.add(Rule(Respond(500, "InternalError"), method="GET", key_contains=MANIFEST))
+
+    run = collectstatic()
+
+    assert container.counts() == {"GET": 1, "PUT": 5}
+    assert "Every file is uploaded, and the manifest is left as it is." in run.stderr
+    assert container.client.download_blob(MANIFEST).readall() == before

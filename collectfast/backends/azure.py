@@ -166,8 +166,8 @@ class AzureBackend(Backend[AzureStorage]):
         self.requests = counting.RequestCounter()
         self._local = threading.local()
         self._lock = threading.Lock()
-        #: What the service answered it stored for each blob a Put Blob wrote, by URL path: (md5 hex, ETag).
-        self._put: dict[str, tuple[str, str]] = {}
+        #: The Content-MD5 (hex) each Put Blob was answered with, by the blob's URL path, until upload() takes it.
+        self._put: dict[str, str] = {}
         self.hooks = {"raw_request_hook": self._on_request, "raw_response_hook": self._on_response}
 
     @property
@@ -199,7 +199,7 @@ class AzureBackend(Backend[AzureStorage]):
         path = unquote(urlsplit(request.url).path)
         md5 = answer.headers.get("Content-MD5") or ""
         with self._lock:
-            self._put[path] = (base64.b64decode(md5).hex() if md5 else "", answer.headers.get("ETag", ""))
+            self._put[path] = base64.b64decode(md5).hex() if md5 else ""
 
     def _unavailable(self, action: str, error: AzureError) -> Unavailable:
         return Unavailable(azure_error_message(self.storage, action, error))
@@ -220,10 +220,10 @@ class AzureBackend(Backend[AzureStorage]):
             props = self.container.get_blob_client(key).get_blob_properties()
         except ResourceNotFoundError as error:
             if _missing_container(error):
-                raise self._unavailable(f"Checking {key!r}", error) from error
+                raise self._unavailable(f"Checking {self.url(key)}", error) from error
             return None
         except AzureError as error:
-            raise self._unavailable(f"Checking {key!r}", error) from error
+            raise self._unavailable(f"Checking {self.url(key)}", error) from error
         return RemoteObject(key, _hex(props.content_settings.content_md5), int(props.size), props.last_modified)
 
     def write_options(self, key: str) -> dict[str, Any]:
@@ -245,7 +245,7 @@ class AzureBackend(Backend[AzureStorage]):
             # The storage's own _save: the content settings and bytes stock collectstatic stores.
             saved = str(azure._save(prefixed_path, File(source)))
         with self._lock:
-            md5, _ = self._put.pop(unquote(urlsplit(azure.client.get_blob_client(key).url).path), ("", ""))
+            md5 = self._put.pop(unquote(urlsplit(azure.client.get_blob_client(key).url).path), "")
         # A blob committed from blocks (over max_single_put_size) has no Content-MD5: nothing to record.
         return saved, RemoteObject(key, md5, local_storage.size(path)) if md5 else None
 
@@ -269,10 +269,10 @@ class AzureBackend(Backend[AzureStorage]):
             return download.readall(), str(download.properties.etag)
         except ResourceNotFoundError as error:
             if _missing_container(error):
-                raise self._unavailable(f"Reading {key!r}", error) from error
+                raise self._unavailable(f"Reading {self.url(key)}", error) from error
             return None
         except AzureError as error:
-            raise self._unavailable(f"Reading {key!r}", error) from error
+            raise self._unavailable(f"Reading {self.url(key)}", error) from error
 
     def write_object(self, key: str, data: bytes, *, replaces: str | None, conditional: bool = True) -> str:
         condition: dict[str, Any] = {"overwrite": True}
@@ -289,9 +289,9 @@ class AzureBackend(Backend[AzureStorage]):
         except ResourceNotFoundError as error:
             if replaces and conditional and not _missing_container(error):
                 raise WriteConflict(_code(error)) from error  # deleted since read
-            raise self._unavailable(f"Writing {key!r}", error) from error
+            raise self._unavailable(f"Writing {self.url(key)}", error) from error
         except AzureError as error:
-            raise self._unavailable(f"Writing {key!r}", error) from error
+            raise self._unavailable(f"Writing {self.url(key)}", error) from error
         return str(answer["etag"])
 
     def explain(self, action: str, error: Exception) -> str:
