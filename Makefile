@@ -7,7 +7,7 @@ BIN = $(VENV)/bin
 .PHONY: help test demo bench lint tox docs clean azurite
 
 help:
-	@echo "make test   run the test suite (real S3-compatible server on 127.0.0.1)"
+	@echo "make test   run the test suite (real S3, GCS and Azure servers on 127.0.0.1; Azurite comes from npm)"
 	@echo "make demo   collectstatic of example/ into a local S3 server, twice"
 	@echo "make bench  benchmark collectfast against stock collectstatic and its peers"
 	@echo "make lint   ruff and mypy"
