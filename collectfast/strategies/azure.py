@@ -14,10 +14,6 @@ from collectfast.strategies.manifest_base import ManifestStrategy
 __all__ = ["AzureManifestStrategy", "AzureStrategy"]
 
 
-def _summary(backend: AzureBackend, *parts: str | None) -> str:
-    return " ".join(part for part in (backend.requests.summary(), *parts) if part)
-
-
 class AzureStrategy(ListingStrategy[AzureStorage]):
     """Learn remote Content-MD5s and sizes in bulk (one List Blobs per 5,000 blobs) and upload what differs.
 
@@ -42,9 +38,6 @@ class AzureStrategy(ListingStrategy[AzureStorage]):
         entry = self._remote.get(self.remote_key(prefixed_path))
         return entry[0] if entry is not None and entry[0] else None
 
-    def requests_summary(self) -> str | None:
-        return _summary(self.backend, super().requests_summary())
-
 
 class AzureManifestStrategy(ManifestStrategy[AzureStorage]):
     """The deploy manifest (docs/manifest.rst) on Azure: one GET decides a deploy, written with If-Match."""
@@ -59,6 +52,3 @@ class AzureManifestStrategy(ManifestStrategy[AzureStorage]):
 
     def name_for(self, prefixed_path: str) -> str:
         return str(clean_name(prefixed_path))
-
-    def requests_summary(self) -> str | None:
-        return _summary(self.backend, super().requests_summary())
