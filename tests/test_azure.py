@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import gzip
 import hashlib
 import threading
@@ -361,17 +362,55 @@ def test_transient_errors_are_retried_and_every_attempt_is_counted(settings, con
     assert container.objects() == static_tree.files()
 
 
-def test_timeouts_default_to_collectfast_settings_where_the_storage_sets_none(azure_settings, container):
+@pytest.mark.parametrize("credentials", ["connection_string", "account_key"])
+def test_timeouts_default_to_collectfast_settings_where_the_storage_sets_none(azure_settings, container, credentials):
     azure_settings.COLLECTFAST_CONNECT_TIMEOUT = 3
+    if credentials == "connection_string":
+        options = {"connection_string": container.server.connection_string()}
+    else:
+        options = {"account_name": ACCOUNT, "account_key": KEY}
+    storage = AzureStorage(azure_container=container.name, client_options={"read_timeout": 42}, **options)
+
+    worker = AzureBackend(storage).worker_storage(storage)
+
+    # Built without a request: the pipeline's transport and hooks as collectfast configured them.
+    pipeline = worker.service_client._pipeline
+    config = pipeline._transport.connection_config
+    assert (config.timeout, config.read_timeout) == (3, 42)
+    policies = [getattr(policy, "_policy", policy) for policy in pipeline._impl_policies]  # SansIO ones are wrapped
+    hooks = [policy for policy in policies if type(policy).__name__ == "StorageRequestHook"]
+    assert hooks and hooks[0]._request_callback is not None
+    assert storage.client_options == {"read_timeout": 42}  # the user's storage is left as it was
+
+
+def test_a_worker_storage_has_clients_of_its_own_and_overwrites(azure_settings, container: Container):
+    storage = AzureStorage(connection_string=container.server.connection_string(), azure_container=container.name)
+    main_client = storage.client
+    assert copy.copy(storage)._client is main_client  # what a plain copy would share
+
+    worker = AzureBackend(storage).worker_storage(storage)
+
+    assert worker.client is not main_client and worker.service_client is not storage.service_client
+    assert worker.overwrite_files and not storage.overwrite_files
+    assert storage.client is main_client
+
+
+def test_write_options_are_the_content_settings_stores_uploads_with(settings, container: Container):
     storage = AzureStorage(
         connection_string=container.server.connection_string(),
         azure_container=container.name,
-        client_options={"read_timeout": 42},
+        cache_control="public, max-age=60",
+        object_parameters={"content_disposition": "inline"},
     )
-    worker = AzureBackend(storage).worker_storage(storage)
-    transport = worker.service_client._pipeline._transport
 
-    assert (transport.connection_config.timeout, transport.connection_config.read_timeout) == (3, 42)
+    options = AzureBackend(storage).write_options("css/app.css")
+
+    assert options == {
+        "cache_control": "public, max-age=60",
+        "content_type": "text/css",
+        "content_encoding": None,
+        "content_disposition": "inline",
+    }
 
 
 # Threads and strategy choice.
