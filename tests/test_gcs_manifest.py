@@ -128,7 +128,7 @@ def test_a_first_deploy_records_what_gcs_stored_for_each_upload(manifest_setting
     # One GET finds no manifest; per file django-storages' GET and an upload POST; the manifest's
     # creation (ifGenerationMatch=0) and the one-off probe that proves the server applies it (412).
     assert gcs_bucket.counts() == {"GET": 1 + 5, "POST": 5 + 2}
-    assert "5 static files copied. Manifest saved (5 entries). 6 GET, 7 POST." in run.stdout
+    assert "5 static files copied. 6 GET, 7 POST. Manifest saved (5 entries)." in run.stdout
     assert site_objects(gcs_bucket) == static_tree.files()
     manifest = assert_consistent(gcs_bucket)
     assert set(manifest.entries) == set(static_tree.files())
@@ -161,7 +161,7 @@ def test_a_no_change_redeploy_in_trusting_mode_is_one_get(manifest_settings, gcs
     run = collectstatic()
 
     assert gcs_bucket.counts() == {"GET": 1}
-    assert "0 static files copied, 5 unmodified. Manifest unchanged (5 entries). 1 GET." in run.stdout
+    assert "0 static files copied, 5 unmodified. 1 GET. Manifest unchanged (5 entries)." in run.stdout
 
 
 # Trusting mode writes the manifest once more, before its first upload: the mark of a deploy under way.

@@ -179,13 +179,13 @@ class GCSBackend(Backend[GoogleCloudStorage]):
                 self._uploaded[stored.key] = stored
 
     def finish(self, warn: Callable[[str], None], *, dry_run: bool = False) -> str | None:
-        """Stop counting the workers' clients; the requests of the run, for the summary."""
+        """Stop counting the workers' clients (their requests stay in ``requests``)."""
         with self._lock:
             for hooks in self._hooked:
                 if self._on_response in hooks:
                     hooks.remove(self._on_response)
             self._hooked.clear()
-        return self.requests.summary()
+        return None
 
     # Reading.
 
@@ -302,6 +302,8 @@ class GCSBackend(Backend[GoogleCloudStorage]):
             raise WriteConflict(str(error)) from error
         except _FAILURES as error:
             raise Unavailable(self.explain(f"Writing gs://{self.storage.bucket_name}/{key}", error)) from error
+        with self._lock:
+            self._uploaded.pop(key, None)  # the hook's record of this answer: only upload() takes them
         return str(blob.generation)
 
     # Errors.
