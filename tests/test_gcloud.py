@@ -571,3 +571,42 @@ def test_upload_all_uploads_with_one_client_per_worker_thread(gcs_settings, gcs_
     assert len({client for _, client in used}) == len(clients_by_thread) > 1
     assert id(main_client) not in {client for _, client in used}
     assert gcs_bucket.objects() == static_tree.files()
+
+
+# The private parts of google-cloud-storage and django-storages the backend relies on, each behind one function.
+
+
+def test_the_response_hooks_see_every_response_of_the_client(gcs_bucket: GCSBucket):
+    from collectfast.backends.gcs import _response_hooks
+
+    client = gcs.Client(project=PROJECT, credentials=AnonymousCredentials())
+    seen: list[str] = []
+    _response_hooks(client).append(lambda response, *args, **kwargs: seen.append(response.request.method))
+
+    list(client.bucket(gcs_bucket.name).list_blobs())
+    client.bucket(gcs_bucket.name).blob("a").upload_from_string(b"a")
+
+    assert seen == ["GET", "POST"]
+
+
+def test_a_batch_keeps_one_response_per_call_in_order(gcs_bucket: GCSBucket):
+    from collectfast.backends.gcs import _batch_responses
+
+    gcs_bucket.put("here", b"x")
+    bucket = gcs_bucket.client.bucket(gcs_bucket.name)
+    with gcs_bucket.client.batch(raise_exception=False) as batch:
+        bucket.delete_blob("missing")
+        bucket.delete_blob("here")
+
+    assert [response.status_code for response in _batch_responses(batch)] == [404, 204]
+
+
+def test_a_worker_copy_builds_its_own_client_and_bucket(gcs_bucket: GCSBucket):
+    from collectfast.backends.gcs import worker_copy
+
+    storage = GoogleCloudStorage(bucket_name=gcs_bucket.name, project_id=PROJECT, credentials=AnonymousCredentials())
+    storage.bucket  # noqa: B018 - built, as after any use
+
+    worker = worker_copy(storage)
+
+    assert worker.client is not storage.client and worker.bucket.client is worker.client
