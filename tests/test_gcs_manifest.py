@@ -343,13 +343,14 @@ def test_a_deploy_that_lost_the_race_merges_and_keeps_the_upload_gcs_holds(
 
     run = collectstatic()
 
+    counts = gcs_bucket.counts()
     assert "merged with a concurrent deploy" in run.stdout
     manifest = assert_consistent(gcs_bucket)
     assert set(manifest.entries) == {"shared.css", "mine.css", "theirs.css", "clash.js"}
     assert site_objects(gcs_bucket)["clash.js"] == winner.encode()
-    # This deploy's conditional write was refused (412) once, then it re-read and wrote again.
-    counts = gcs_bucket.counts()
-    assert counts["POST"] >= 2 + 2 + 2 and counts["GET"] >= 2
+    # Each deploy: its read, listing and two uploads (GET and POST each); the rival's write; this
+    # deploy's write refused (412), its re-read, a GET of the metadata of clash.js to settle it, its write.
+    assert counts == {"GET": 2 * (1 + 2) + 1 + 1, "LIST": 2, "POST": 2 * 2 + 1 + 1 + 1}
 
 
 # Manifest storages (hashed names) on GCS: post-processed locally, as for S3 (test_manifest_storage.py).
