@@ -353,6 +353,41 @@ def test_a_deploy_that_lost_the_race_merges_and_keeps_the_upload_gcs_holds(
     assert counts == {"GET": 2 * (1 + 2) + 1 + 1, "LIST": 2, "POST": 2 * 2 + 1 + 1 + 1}
 
 
+# Pruning with the history the manifest keeps (docs/pruning.rst).
+
+
+def redeploy(bucket: GCSBucket, *args: str) -> Any:
+    caches["default"].clear()
+    bucket.server.reset()
+    return collectstatic(*args)
+
+
+def test_pruning_keeps_the_keys_of_the_last_k_deploys(manifest_settings, gcs_bucket, static_tree):
+    manifest_settings.COLLECTFAST_PRUNE_GRACE = 0
+    manifest_settings.COLLECTFAST_PRUNE_KEEP_DEPLOYS = 2
+    for i in range(4):
+        static_tree.write(f"f/{i:03d}.js", f"var x = {i};")
+    collectstatic("--prune")
+    os.remove(static_tree.root / "f/000.js")
+
+    # Deploy 2 no longer produces f/000.js, but deploy 1 (one of the last two) did.
+    run = redeploy(gcs_bucket, "--prune")
+    # The strategy's GET and LIST; the prune's LIST and one write recording the deploy in the history.
+    assert gcs_bucket.counts() == {"GET": 1, "LIST": 2, "POST": 1}
+    assert "f/000.js" in gcs_bucket.list_keys()
+    assert "Pruned 0 objects" in run.stdout
+
+    os.remove(static_tree.root / "f/001.js")
+    run = redeploy(gcs_bucket, "--prune")
+
+    # The prune: LIST, one write recording the deploy and dropping f/000.js's entry first, one batch delete.
+    assert gcs_bucket.counts() == {"GET": 1, "LIST": 2, "POST": 1, "BATCH": 1}
+    assert "Pruned 1 object (10 bytes) under gs://" in run.stdout
+    keys = gcs_bucket.list_keys()
+    assert "f/000.js" not in keys and "f/001.js" in keys
+    assert "f/000.js" not in stored_manifest(gcs_bucket).entries
+
+
 # Manifest storages (hashed names) on GCS: post-processed locally, as for S3 (test_manifest_storage.py).
 
 
