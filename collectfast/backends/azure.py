@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import copy
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Collection, Iterator
 from typing import Any, ClassVar, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -293,10 +293,6 @@ class AzureBackend(Backend[AzureStorage]):
         except AzureError as error:
             raise self._unavailable(f"Writing {self.url(key)}", error) from error
         return str(answer["etag"])
-
-    def finish(self, warn: Callable[[str], None], *, dry_run: bool = False) -> str | None:
-        """The requests of the run, for the summary (the command counts only boto3's itself)."""
-        return self.requests.summary()
 
     def explain(self, action: str, error: Exception) -> str:
         return azure_error_message(self.storage, action, error)

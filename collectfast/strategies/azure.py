@@ -38,6 +38,10 @@ class AzureStrategy(ListingStrategy[AzureStorage]):
         entry = self._remote.get(self.remote_key(prefixed_path))
         return entry[0] if entry is not None and entry[0] else None
 
+    def requests_summary(self) -> str | None:
+        # The command counts only boto3's requests; the backend counts its clients' own.
+        return self.backend.requests.summary()
+
 
 class AzureManifestStrategy(ManifestStrategy[AzureStorage]):
     """The deploy manifest (docs/manifest.rst) on Azure: one GET decides a deploy, written with If-Match."""
@@ -52,3 +56,6 @@ class AzureManifestStrategy(ManifestStrategy[AzureStorage]):
 
     def name_for(self, prefixed_path: str) -> str:
         return str(clean_name(prefixed_path))
+
+    def requests_summary(self) -> str | None:
+        return " ".join(part for part in (self.backend.requests.summary(), super().requests_summary()) if part)
