@@ -21,6 +21,7 @@ from django.core.files.utils import validate_file_name
 from django.core.management.base import CommandError
 
 from collectfast import counting, errors
+from collectfast.backends import backend_class_for
 from collectfast.cdn import Invalidation
 from collectfast.checks import cache_capacity_warning
 from collectfast.pool import Outcome, WorkerPool
@@ -122,7 +123,9 @@ class Deploy:
 
     def begin(self) -> None:
         counting.activate(self.requests)
-        self.counting_requests = counting.instrument_storage(self.storage)
+        # Backends count their own clients' requests (counting.record); boto3 clients of other storages are hooked.
+        has_backend = backend_class_for(self.storage) is not None
+        self.counting_requests = counting.instrument_storage(self.storage) or has_backend
         self._started = time.monotonic()
         self.progress.begin("finding files")
 

@@ -7,7 +7,6 @@ from storages.backends.azure_storage import AzureStorage
 from storages.utils import clean_name
 
 from collectfast.backends.azure import AzureBackend
-from collectfast.strategies.base import storage_identity
 from collectfast.strategies.listing import ListingStrategy
 from collectfast.strategies.manifest_base import ManifestStrategy
 
@@ -25,11 +24,6 @@ class AzureStrategy(ListingStrategy[AzureStorage]):
     backend: AzureBackend
     delete_not_found_exception = AzureBackend.not_found
 
-    def __init__(self, remote_storage: AzureStorage) -> None:
-        super().__init__(remote_storage)
-        # storage_identity() knows buckets, not containers: two sites sharing a cache must never read each other's.
-        self._identity = f"{storage_identity(remote_storage)}|{self.backend.where}"
-
     @classmethod
     def fits_class(cls, storage_class: type[Storage]) -> bool:
         return issubclass(storage_class, AzureStorage)
@@ -37,10 +31,6 @@ class AzureStrategy(ListingStrategy[AzureStorage]):
     def get_remote_file_hash(self, prefixed_path: str) -> str | None:
         entry = self._remote.get(self.remote_key(prefixed_path))
         return entry[0] if entry is not None and entry[0] else None
-
-    def requests_summary(self) -> str | None:
-        # The command counts only boto3's requests; the backend counts its clients' own.
-        return self.backend.requests.summary()
 
 
 class AzureManifestStrategy(ManifestStrategy[AzureStorage]):
@@ -56,6 +46,3 @@ class AzureManifestStrategy(ManifestStrategy[AzureStorage]):
 
     def name_for(self, prefixed_path: str) -> str:
         return str(clean_name(prefixed_path))
-
-    def requests_summary(self) -> str | None:
-        return " ".join(part for part in (self.backend.requests.summary(), super().requests_summary()) if part)

@@ -40,10 +40,6 @@ class GoogleCloudStrategy(ListingStrategy[GoogleCloudStorage]):
         entry = self._remote.get(self.remote_key(prefixed_path))
         return entry[0] if entry is not None and entry[0] else None
 
-    def requests_summary(self) -> str | None:
-        # The command counts only boto3's requests; the backend counts its clients' own.
-        return self.backend.requests.summary()
-
 
 class GoogleCloudManifestStrategy(ManifestStrategy[GoogleCloudStorage]):
     """The deploy manifest (docs/manifest.rst) on Google Cloud Storage.
@@ -62,9 +58,6 @@ class GoogleCloudManifestStrategy(ManifestStrategy[GoogleCloudStorage]):
 
     def name_for(self, prefixed_path: str) -> str:
         return str(clean_name(prefixed_path))
-
-    def requests_summary(self) -> str | None:
-        return " ".join(part for part in (self.backend.requests.summary(), super().requests_summary()) if part)
 
     def upload(
         self, path: str, prefixed_path: str, local_storage: Storage, remote_storage: Storage

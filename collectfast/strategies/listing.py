@@ -36,6 +36,9 @@ class ListingStrategy(CachingHashStrategy[_Storage], abc.ABC):
         super().__init__(remote_storage)
         if self.backend_class is not None:
             self.backend = self.backend_class(remote_storage)
+            # The backend's location names the bucket or container and the prefix, whatever the storage calls them:
+            # two sites sharing a cache must never read each other's listings.
+            self._identity = f"{self._identity}|{self.backend.where}"
         self._remote: dict[str, tuple[str, int]] = {}
         self.listed_keys = 0
         self._forget_lock = threading.Lock()
