@@ -28,6 +28,7 @@ from django.core.management.base import CommandError
 from collectfast import counting
 from collectfast import manifest as manifests
 from collectfast.backends import Backend, backend_class_for
+from collectfast.backends.filesystem import FileSystemBackend
 from collectfast.conf import settings
 from collectfast.counting import RequestCounter
 from collectfast.manifest import Changes, Manifest
@@ -66,46 +67,6 @@ class Objects(Protocol):
     def delete_objects(self, keys: list[str]) -> dict[str, str]:
         """Delete one batch; the reason of each key not deleted. Raises CommandError when the request fails."""
         ...
-
-
-class FolderObjects:
-    """The files under a local ``STATIC_ROOT`` (``FileSystemStorage``)."""
-
-    batch_size = 1000
-    prefix = ""
-
-    def __init__(self, storage: FileSystemStorage) -> None:
-        self.storage = storage
-        self.root = os.path.abspath(storage.location)
-        self.requests = RequestCounter()
-
-    @property
-    def where(self) -> str:
-        return self.root + os.sep
-
-    def key(self, name: str) -> str:
-        return os.path.relpath(self.storage.path(name), self.root).replace(os.sep, "/")
-
-    def list_objects(self) -> list[Listed]:
-        listed = []
-        for folder, _, names in os.walk(self.root):
-            for name in names:
-                path = os.path.join(folder, name)
-                stat = os.lstat(path)
-                key = os.path.relpath(path, self.root).replace(os.sep, "/")
-                listed.append((key, stat.st_size, datetime.fromtimestamp(stat.st_mtime, timezone.utc)))
-        return listed
-
-    def delete_objects(self, keys: list[str]) -> dict[str, str]:
-        failed = {}
-        for key in keys:
-            try:
-                os.remove(os.path.join(self.root, key))
-            except FileNotFoundError:
-                pass
-            except OSError as error:
-                failed[key] = f"{type(error).__name__}: {error.strerror or error}"
-        return failed
 
 
 class BackendObjects:
@@ -154,7 +115,7 @@ def objects_for(storage: Storage) -> Objects:
     if backend_class is not None:
         return BackendObjects(backend_class(storage))
     if isinstance(storage, FileSystemStorage):
-        return FolderObjects(storage)
+        return BackendObjects(FileSystemBackend(storage))
     raise CommandError(
         f"Pruning works with S3Storage, GoogleCloudStorage, AzureStorage and a local STATIC_ROOT, not with "
         f"{type(storage).__module__}.{type(storage).__qualname__}. Nothing was deleted."

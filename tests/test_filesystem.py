@@ -231,3 +231,37 @@ def test_the_caching_strategy_replaces_links_its_cache_knows_as_files(
     assert "1 static file copied" in run.stdout
     assert not (static_root / "a.css").is_symlink()
     assert (static_root / "a.css").read_text() == "a"
+
+
+def test_the_file_system_backend_writes_a_small_object_only_over_the_version_it_read(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from collectfast.backends.base import WriteConflict
+    from collectfast.backends.filesystem import FileSystemBackend
+
+    backend = FileSystemBackend(FileSystemStorage(location=str(tmp_path)))
+    assert backend.read_object("m/manifest.json") is None
+
+    first = backend.write_object("m/manifest.json", b"one", replaces=None)
+    with pytest.raises(WriteConflict):
+        backend.write_object("m/manifest.json", b"again", replaces=None)  # create only if absent
+    assert backend.read_object("m/manifest.json") == (b"one", first)
+
+    second = backend.write_object("m/manifest.json", b"two", replaces=first)
+    assert second != first
+    with pytest.raises(WriteConflict):
+        backend.write_object("m/manifest.json", b"stale", replaces=first)
+
+    # Writers racing to replace the same version: exactly one wins, the others are told.
+    def replace(n: int) -> str | None:
+        try:
+            return backend.write_object("m/manifest.json", f"writer {n}".encode(), replaces=second)
+        except WriteConflict:
+            return None
+
+    with ThreadPoolExecutor(8) as executor:
+        won = [token for token in executor.map(replace, range(16)) if token is not None]
+    assert len(won) == 1
+    data, token = backend.read_object("m/manifest.json") or (b"", "")
+    assert token == won[0] and data.startswith(b"writer ")
+    assert sorted(os.listdir(tmp_path / "m")) == ["manifest.json"]  # no temporary file left behind

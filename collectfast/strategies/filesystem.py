@@ -1,49 +1,16 @@
-"""Strategies for a destination on the local file system (``FileSystemStorage``)."""
+"""Strategies for a local ``STATIC_ROOT`` (``FileSystemStorage``); the I/O is in collectfast.backends.filesystem."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-from typing import IO, cast
+from typing import cast
 
 from django.core.files.storage import FileSystemStorage, Storage
 
+from collectfast.backends.filesystem import replace_file
 from collectfast.strategies.base import CachingHashStrategy, HashStrategy
 
-
-def replace_file(path: str, prefixed_path: str, local_storage: Storage, remote_storage: FileSystemStorage) -> None:
-    """Copy a local file to ``prefixed_path``, replacing any file already there atomically.
-
-    Not save() over an existing file: it would pick another name. The replacement
-    is never missing or partial, as it would be between a delete and a save.
-    A symlink left by ``--link`` is deleted and saved over, as stock collectstatic
-    does: the new file gets the storage's permissions, not its source's.
-    """
-    target = remote_storage.path(prefixed_path)
-    if os.path.islink(target):
-        os.unlink(target)
-    if not remote_storage.exists(prefixed_path):
-        with local_storage.open(path) as source:
-            remote_storage.save(prefixed_path, source)
-        return
-    mode = os.stat(target).st_mode & 0o7777
-    with local_storage.open(path, "rb") as source:
-        _write_over(target, source, mode)
-
-
-def _write_over(target: str, source: IO[bytes], mode: int) -> None:
-    """Write ``source`` to a temporary file beside ``target``, then rename it over ``target``."""
-    descriptor, temporary = tempfile.mkstemp(dir=os.path.dirname(target))
-    try:
-        with os.fdopen(descriptor, "wb") as stream:
-            shutil.copyfileobj(source, stream)
-        os.chmod(temporary, mode)
-        os.replace(temporary, target)
-    except BaseException:
-        # Also on Ctrl-C: a failed copy must not leave a stray file in STATIC_ROOT.
-        os.unlink(temporary)
-        raise
+__all__ = ["CachingFileSystemStrategy", "FileSystemStrategy", "replace_file"]
 
 
 class FileSystemStrategy(HashStrategy[FileSystemStorage]):
