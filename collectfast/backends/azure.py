@@ -163,7 +163,6 @@ class AzureBackend(Backend[AzureStorage]):
 
     def __init__(self, storage: AzureStorage) -> None:
         super().__init__(storage)
-        self.requests = counting.RequestCounter()
         self._local = threading.local()
         self._lock = threading.Lock()
         #: The Content-MD5 (hex) each Put Blob was answered with, by the blob's URL path, until upload() takes it.
@@ -188,7 +187,6 @@ class AzureBackend(Backend[AzureStorage]):
     def _on_request(self, request: Any) -> None:
         kind = request_kind(request.http_request.method, request.http_request.url)
         counting.record(kind)
-        self.requests.add(kind)
 
     def _on_response(self, response: Any) -> None:
         request, answer = response.http_request, response.http_response

@@ -109,7 +109,7 @@ def _remote(resource: dict[str, Any] | Any) -> RemoteObject:
 class GCSBackend(Backend[GoogleCloudStorage]):
     """Listing (1,000 objects a request), uploads through django-storages, batch deletes of 100 calls.
 
-    Requests are counted in ``requests`` through a response hook on every client
+    Requests are counted (collectfast.counting.record) through a response hook on every client
     the backend uses; :meth:`finish` removes the hooks, as the storage outlives the run.
     """
 
@@ -120,7 +120,6 @@ class GCSBackend(Backend[GoogleCloudStorage]):
 
     def __init__(self, storage: GoogleCloudStorage) -> None:
         super().__init__(storage)
-        self.requests = counting.RequestCounter()
         self._hooked: list[list[Any]] = []
         self._users: dict[int, int] = {}
         self._lock = threading.Lock()
@@ -168,7 +167,6 @@ class GCSBackend(Backend[GoogleCloudStorage]):
         request = response.request
         kind = _request_kind(request.method, request.url)
         counting.record(kind)
-        self.requests.add(kind)
         # An upload's last answer is the object resource: what GCS stored, with no extra request.
         if urlsplit(request.url).path.startswith("/upload/") and response.status_code == 200:
             try:
@@ -179,7 +177,7 @@ class GCSBackend(Backend[GoogleCloudStorage]):
                 self._uploaded[stored.key] = stored
 
     def finish(self, warn: Callable[[str], None], *, dry_run: bool = False) -> str | None:
-        """Stop counting the workers' clients (their requests stay in ``requests``)."""
+        """Stop counting the workers' clients."""
         with self._lock:
             for hooks in self._hooked:
                 if self._on_response in hooks:
