@@ -94,15 +94,13 @@ class PathParameters:
                 return parameters
         return None
 
-    def layer(self, storage: Any) -> None:
+    def layer(self, storage: Any, prefix: str) -> None:
         """Give ``storage`` (a copy, never the user's instance) a ``get_object_parameters`` with the rules on top.
 
-        django-storages calls it with the key (location included) from ``_get_write_parameters``,
+        django-storages calls it with the key (location included: ``prefix``) from ``_get_write_parameters``,
         for single PUTs and for ``_save`` (multipart) alike.
         """
         base: Callable[[str], dict[str, Any]] = storage.get_object_parameters
-        prefix = str(storage._normalize_name(""))
-        prefix = prefix if not prefix or prefix.endswith("/") else f"{prefix}/"
 
         def get_object_parameters(key: str) -> dict[str, Any]:
             params = dict(base(key))

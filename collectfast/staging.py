@@ -21,12 +21,16 @@ from django.core.files import File
 from django.core.files.storage import FileSystemStorage, Storage
 from storages.utils import clean_name
 
+from collectfast.backends import Backend, backend_class_for
+
 
 @dataclass
 class _Staging:
     files: FileSystemStorage
     originals: dict[str, tuple[Storage, str]]
     remote: Storage
+    #: The remote storage's backend: where its keys are (collectfast.backends).
+    backend: Backend[Any]
     deleted: set[str] = field(default_factory=set)
 
     def has_file(self, name: str) -> bool:
@@ -112,9 +116,8 @@ class StagedStorage(HashedFilesMixin):
 
     def stored_name_of(self, name: str) -> str:
         """``name`` as the bucket would store it, relative to the location; the storage's own error if outside."""
-        storage = cast(Any, self)
-        key: str = storage._normalize_name(clean_name(name))
-        return key.removeprefix(storage._normalize_name(""))
+        backend = self._staging.backend
+        return backend.key(name).removeprefix(backend.prefix)
 
     def _original(self, name: str) -> tuple[Storage, str]:
         original = self._staging.original(name)
@@ -143,9 +146,11 @@ def stage(storage: Storage, originals: Mapping[str, tuple[Storage, str]], direct
     staged: Any = copy.copy(storage)  # S3Storage drops its connections when copied
     staged.__class__ = _staged_class(type(storage))
     result: StagedStorage = staged
-    result._staging = _Staging(
-        files=FileSystemStorage(location=directory, allow_overwrite=True), originals={}, remote=storage
-    )
+    backend_class = backend_class_for(storage)
+    if backend_class is None:
+        raise ValueError(f"No backend serves {type(storage).__qualname__}: it cannot be staged.")
+    files = FileSystemStorage(location=directory, allow_overwrite=True)
+    result._staging = _Staging(files=files, originals={}, remote=storage, backend=backend_class(storage))
     result._staging.originals = {result.stored_name_of(name): source for name, source in originals.items()}
     result.hashed_files = dict(result.hashed_files)
     if isinstance(result, ManifestFilesMixin):

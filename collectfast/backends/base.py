@@ -49,6 +49,12 @@ class Unavailable(Exception):
     """A request failed for a reason other than its condition; the message names the cause and the fix."""
 
 
+def location_prefix(storage: Storage) -> str:
+    """A remote storage's ``location`` as a key prefix ("static/"), "" at the root: the one home of that rule."""
+    location = str(getattr(storage, "location", "") or "").replace("\\", "/").strip("/")
+    return f"{location}/" if location else ""
+
+
 class Backend(abc.ABC, Generic[_Storage]):
     """All I/O against one storage family: listing, upload, delete, conditional writes, errors, counting.
 
@@ -74,9 +80,8 @@ class Backend(abc.ABC, Generic[_Storage]):
 
     @property
     def prefix(self) -> str:
-        """The storage's location as a key prefix ("static/"), "" at the root: the one home of that rule."""
-        location = str(getattr(self.storage, "location", "") or "").replace("\\", "/").strip("/")
-        return f"{location}/" if location else ""
+        """The storage's location as a key prefix ("static/"), "" at the root."""
+        return location_prefix(self.storage)
 
     @property
     @abc.abstractmethod

@@ -39,7 +39,15 @@ from storages.backends.s3 import S3Storage
 from storages.utils import clean_name
 
 from collectfast import counting, errors
-from collectfast.backends.base import Backend, ConditionsUnsupported, Page, RemoteObject, Unavailable, WriteConflict
+from collectfast.backends.base import (
+    Backend,
+    ConditionsUnsupported,
+    Page,
+    RemoteObject,
+    Unavailable,
+    WriteConflict,
+    location_prefix,
+)
 from collectfast.conf import settings
 from collectfast.hashing import Fingerprint, stream_fingerprint
 from collectfast.object_parameters import PathParameters, storage_hashed_names
@@ -170,23 +178,14 @@ class WorkerStorages:
     def for_this_thread(self, storage: Storage) -> S3Storage:
         worker = self.copy(storage)
         with self._lock:
-            if self._session is None:
-                self._session = worker._create_session()
-            worker._connections.connection = self._session.resource(
-                "s3",
-                region_name=worker.region_name,
-                use_ssl=worker.use_ssl,
-                endpoint_url=worker.endpoint_url,
-                config=deploy_config(worker.client_config),
-                verify=worker.verify,
-            )
+            self._session = connect(worker, self._session)
         return worker
 
     def copy(self, storage: Storage) -> S3Storage:
         """A copy of ``storage`` without connections, with the per-path parameters layered on."""
         copied = cast(S3Storage, copy.copy(storage))  # django-storages drops its connections when copied
         if self.layer is not None:
-            self.layer.layer(copied)
+            self.layer.layer(copied, location_prefix(copied))
         return copied
 
     def sending_in_parts(self, key: str) -> None:
@@ -204,10 +203,9 @@ class WorkerStorages:
         if not keys:
             return 0
         client = self.client(storage)
-        location = str(storage.location).strip("/")
         aborted = 0
         pages = client.get_paginator("list_multipart_uploads").paginate(
-            Bucket=storage.bucket_name, Prefix=f"{location}/" if location else ""
+            Bucket=storage.bucket_name, Prefix=location_prefix(storage)
         )
         for page in pages:
             for upload in page.get("Uploads", ()):
@@ -323,6 +321,56 @@ def path_parameters(storage: Storage) -> PathParameters | None:
     return PathParameters(rules, storage_hashed_names(storage)) if rules else None
 
 
+# django-storages' and botocore's private parts, each used through one function pinned by a test
+# (tests/test_s3_private.py): no public way gives these.
+
+
+def storage_key(storage: S3Storage, name: str) -> str:
+    """The key S3Storage stores ``name`` under: cleaned, under its location."""
+    return str(storage._normalize_name(clean_name(name)))
+
+
+def compress(storage: S3Storage, source: IO[bytes]) -> IO[bytes]:
+    """The gzipped bytes S3Storage uploads for ``source`` (its own compressor, so the bytes are identical)."""
+    return cast(IO[bytes], storage._compress_content(source))
+
+
+def gzips(storage: S3Storage, params: dict[str, Any]) -> bool:
+    """Whether S3Storage gzips an upload with these write parameters (its rule in ``_save``)."""
+    return bool(
+        storage.gzip and params["ContentType"] in storage.gzip_content_types and "ContentEncoding" not in params
+    )
+
+
+def save(storage: S3Storage, name: str, source: IO[bytes]) -> str:
+    """S3Storage's own upload of ``source`` under ``name``, overwriting: ``_save``, not save()."""
+    return str(storage._save(name, File(source)))
+
+
+def saves_as_stock(storage: S3Storage) -> bool:
+    """Whether the storage uploads with S3Storage's own ``_save`` (a subclass may override it)."""
+    return type(storage)._save is S3Storage._save
+
+
+def connect(storage: S3Storage, session: Any | None) -> Any:
+    """Give ``storage`` (a copy, without connections) a resource from ``session``, made from its settings if None.
+
+    S3Storage keeps its resource per thread in ``_connections``; its session factory reads the storage's
+    credentials. Returns the session, to share with the next copy.
+    """
+    if session is None:
+        session = storage._create_session()
+    storage._connections.connection = session.resource(
+        "s3",
+        region_name=storage.region_name,
+        use_ssl=storage.use_ssl,
+        endpoint_url=storage.endpoint_url,
+        config=deploy_config(storage.client_config),
+        verify=storage.verify,
+    )
+    return session
+
+
 def write_parameters(storage: S3Storage, key: str, content: Any = None) -> dict[str, Any]:
     """The parameters django-storages uploads ``key`` with: content type, ACL, object parameters.
 
@@ -344,24 +392,24 @@ def save_in_place(
     config = worker.transfer_config
     single_part = local_storage.size(path) < config.multipart_threshold
     with local_storage.open(path, "rb") as source:
-        if single_part and type(worker)._save is S3Storage._save:
+        if single_part and saves_as_stock(worker):
             saved = put_single_part(worker, prefixed_path, source, config.multipart_threshold)
             if saved is not None:
                 return saved
             source.seek(0)
             single_part = False  # gzip made it reach the threshold
         if not single_part:
-            workers.sending_in_parts(worker._normalize_name(clean_name(prefixed_path)))
+            workers.sending_in_parts(storage_key(worker, prefixed_path))
             with workers.multipart_slot:
-                return str(worker._save(prefixed_path, File(source)))
+                return save(worker, prefixed_path, source)
         if not config.use_threads:
-            return str(worker._save(prefixed_path, File(source)))
+            return save(worker, prefixed_path, source)
         # s3transfer would start a thread pool of its own for this one small file.
         serial = copy.copy(config)
         serial.use_threads = False
         worker.transfer_config = serial
         try:
-            return str(worker._save(prefixed_path, File(source)))
+            return save(worker, prefixed_path, source)
         finally:
             worker.transfer_config = config
 
@@ -374,11 +422,11 @@ def put_single_part(worker: S3Storage, name: str, source: IO[bytes], threshold: 
     multipart threshold: s3transfer would split it, so it must be the one to send it.
     """
     cleaned = clean_name(name)
-    key = worker._normalize_name(cleaned)
+    key = storage_key(worker, cleaned)
     params = write_parameters(worker, key, source)
     body: IO[bytes] | bytes = source
-    if worker.gzip and params["ContentType"] in worker.gzip_content_types and "ContentEncoding" not in params:
-        compressed: bytes = worker._compress_content(source).read()
+    if gzips(worker, params):
+        compressed: bytes = compress(worker, source).read()
         if len(compressed) >= threshold:
             return None
         body = compressed
@@ -444,7 +492,7 @@ class S3Backend(Backend[S3Storage]):
         return f"s3://{self.storage.bucket_name}/{self.prefix}"
 
     def key(self, name: str) -> str:
-        return str(self.storage._normalize_name(clean_name(name)))
+        return storage_key(self.storage, name)
 
     def learn_hashed_names(self, names: set[str]) -> None:
         """Names post-processing hashed in this run: COLLECTFAST_OBJECT_PARAMETERS may pick them out."""
@@ -521,10 +569,7 @@ class S3Backend(Backend[S3Storage]):
 
     def gzips(self, params: dict[str, Any]) -> bool:
         """Whether django-storages gzips an upload with these write parameters."""
-        storage = self.storage
-        return bool(
-            storage.gzip and params["ContentType"] in storage.gzip_content_types and "ContentEncoding" not in params
-        )
+        return gzips(self.storage, params)
 
     def write_options(self, key: str) -> dict[str, Any]:
         # The same parameters an upload sends, COLLECTFAST_OBJECT_PARAMETERS included.
@@ -552,7 +597,7 @@ class S3Backend(Backend[S3Storage]):
         with local_storage.open(path, "rb") as source:
             if self.gzips(params):
                 # The same compressor django-storages uploads with, so the bytes are identical.
-                stream: IO[bytes] = storage._compress_content(source)
+                stream: IO[bytes] = compress(storage, source)
                 part_size = adjuster.adjust_chunksize(config.multipart_chunksize)
             else:
                 stream = source
@@ -605,7 +650,7 @@ class S3Backend(Backend[S3Storage]):
         }
 
     def _parameters(self, key: str, names: Sequence[str]) -> dict[str, Any]:
-        params = self.storage._get_write_parameters(key)
+        params = write_parameters(self.storage, key)
         return {name: params[name] for name in names if name in params}
 
     def conditional_writes(self) -> bool:

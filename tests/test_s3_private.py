@@ -1,0 +1,107 @@
+"""The private parts of django-storages and botocore the S3 backend relies on, each behind one function.
+
+Each test pins the behaviour collectfast depends on against the real stack and the
+test S3 server, so an upgrade that changes it fails here, by name, first.
+"""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import io
+import threading
+from typing import Any
+
+from botocore.config import Config
+from storages.backends.s3 import S3Storage
+
+from collectfast.backends import s3
+from tests.fixtures import Bucket, s3_storage
+
+
+def make(bucket: Bucket, **options: Any) -> S3Storage:
+    return S3Storage(**s3_storage(bucket, **options)["OPTIONS"])
+
+
+def test_storage_key_is_where_save_stores_a_name(bucket: Bucket) -> None:
+    storage = make(bucket, location="static/")
+
+    saved = storage.save("css\\odd name.css", io.BytesIO(b"x"))
+
+    assert s3.storage_key(storage, "css\\odd name.css") == "static/css/odd name.css"
+    assert bucket.list_keys() == ["static/css/odd name.css"] and saved == "css/odd name.css"
+    assert s3.storage_key(make(bucket), "/a/./b.css") == "a/b.css"
+
+
+def test_write_parameters_are_what_an_upload_is_sent_with(bucket: Bucket) -> None:
+    storage = make(bucket, object_parameters={"CacheControl": "max-age=60"}, default_acl="public-read")
+
+    params = s3.write_parameters(storage, "app.css")
+
+    assert params == {"ContentType": "text/css", "CacheControl": "max-age=60", "ACL": "public-read"}
+    storage.save("app.css", io.BytesIO(b"body{}"))
+    head = bucket.client.head_object(Bucket=bucket.name, Key="app.css")
+    assert (head["ContentType"], head["CacheControl"]) == ("text/css", "max-age=60")
+
+
+def test_compress_gives_the_bytes_a_gzip_storage_stores(bucket: Bucket) -> None:
+    storage = make(bucket, gzip=True)
+    body = b"body { color: red }\n" * 200
+
+    compressed = s3.compress(storage, io.BytesIO(body)).read()
+    storage.save("app.css", io.BytesIO(body))
+
+    assert gzip.decompress(compressed) == body
+    assert bucket.objects()["app.css"] == compressed
+    assert s3.gzips(storage, s3.write_parameters(storage, "app.css"))
+    assert not s3.gzips(storage, s3.write_parameters(storage, "logo.png"))  # not a gzip content type
+    assert not s3.gzips(make(bucket), s3.write_parameters(storage, "app.css"))  # gzip off
+
+
+def test_save_overwrites_in_place_even_where_save_would_pick_another_name(bucket: Bucket) -> None:
+    storage = make(bucket, file_overwrite=False)
+    storage.save("app.js", io.BytesIO(b"v1"))
+
+    assert s3.save(storage, "app.js", io.BytesIO(b"v2")) == "app.js"
+
+    assert bucket.objects() == {"app.js": b"v2"}
+    assert s3.saves_as_stock(storage)
+
+    class Custom(S3Storage):
+        def _save(self, name: str, content: Any) -> str:
+            return str(super()._save(name, content))
+
+    assert not s3.saves_as_stock(Custom(**s3_storage(bucket)["OPTIONS"]))
+
+
+def test_connect_gives_a_copy_its_own_resource_from_one_session(bucket: Bucket) -> None:
+    storage = make(bucket, client_config=Config(read_timeout=7))
+    storage.connection  # noqa: B018 - the user's storage has made its connection
+
+    first, second = copy.copy(storage), copy.copy(storage)
+    # django-storages drops its connections when copied: the copies share nothing with the user's storage.
+    assert getattr(first._connections, "connection", None) is None
+    session = s3.connect(first, None)
+    assert s3.connect(second, session) is session
+    made_on_another_thread: list[Any] = []
+    thread = threading.Thread(
+        target=lambda: made_on_another_thread.append(getattr(first._connections, "connection", None))
+    )
+    thread.start()
+    thread.join()
+
+    clients = {
+        id(c) for c in (storage.connection.meta.client, first.connection.meta.client, second.connection.meta.client)
+    }
+    assert len(clients) == 3
+    assert made_on_another_thread == [None]  # per thread: a worker must connect its own copy
+    assert first.connection.meta.client.meta.config.read_timeout == 7  # the storage's config, kept
+    first.connection.meta.client.put_object(Bucket=bucket.name, Key="k", Body=b"x")
+    assert bucket.list_keys() == ["k"]
+
+
+def test_user_provided_tells_the_options_a_config_was_given() -> None:
+    assert s3.user_provided(Config(read_timeout=5, retries={"mode": "standard"})) == {"read_timeout", "retries"}
+    assert s3.user_provided(Config()) == set()
+    merged = s3.deploy_config(Config(read_timeout=5))
+    assert (merged.read_timeout, merged.connect_timeout) == (5, 5)
