@@ -31,6 +31,8 @@ WRITES_IGNORED = "ignored"
 _WRITES = (WRITES_UNKNOWN, WRITES_HONOURED, WRITES_IGNORED)
 
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
+#: Ends the first line of a document dumps() writes; each entry follows on a line of its own.
+_ENTRIES = b',"entries":{'
 
 
 class ManifestWarning(UserWarning):
@@ -123,10 +125,11 @@ def dumps(manifest: Manifest) -> bytes:
     }
     if manifest.unfinished:
         head["unfinished"] = {run: at.isoformat() for run, at in sorted(manifest.unfinished.items())}
-    # Written entry by entry: a document of dicts would hold every entry twice more at 100,000 files.
+    # Written entry by entry, one per line: a document of dicts would hold every entry twice more at
+    # 100,000 files, and loads() reads such lines one at a time.
     out = io.BytesIO()
     out.write(_json(head)[:-1].encode())
-    out.write(b',"entries":{')
+    out.write(_ENTRIES)
     for i, (name, entry) in enumerate(sorted(manifest.entries.items())):
         fields = {
             "md5": entry.md5,
@@ -137,8 +140,8 @@ def dumps(manifest: Manifest) -> bytes:
         }
         if entry.gone_since is not None:
             fields["gone_since"] = entry.gone_since.isoformat()
-        out.write(f"{',' if i else ''}{_json(name)}:{_json(fields)}".encode())
-    out.write(b"}}")
+        out.write(f"{',' if i else ''}\n{_json(name)}:{_json(fields)}".encode())
+    out.write(b"\n}}")
     return out.getvalue()
 
 
@@ -148,13 +151,56 @@ def _json(value: Any) -> str:
 
 def loads(data: bytes) -> Manifest:
     """Parse a manifest; raise ManifestError naming the first thing that is wrong."""
+    document = _by_lines(data)
+    if document is None:
+        document = _whole(data)
+    return _manifest(document)
+
+
+def _by_lines(data: bytes) -> dict[str, Any] | None:
+    """The document as dumps() lays it out, read an entry line at a time; None when laid out otherwise.
+
+    A document decoded whole is a string as large as the bytes, four times larger when one
+    name has a character beyond U+FFFF: at 100,000 entries it and its bytes outweighed the entries.
+    """
+    first = data.find(b"\n")
+    if first < 0 or not data.endswith(b"\n}}") or not data[:first].endswith(_ENTRIES):
+        return None
     try:
-        document = json.loads(data.decode(), object_pairs_hook=_object)
+        document = json.loads(data[:first].decode() + "}}")
+        if not isinstance(document, dict) or document.get("entries") != {}:
+            return None
+        entries: dict[str, Any] = {}
+        end = len(data) - 3
+        start = first + 1
+        while start < end:
+            stop = data.find(b"\n", start)
+            line = data[start : stop - 1 if stop < end else stop]
+            if (stop < end) != data.endswith(b",", start, stop):
+                return None
+            start = stop + 1
+            entry = _DECODER.decode(f"{{{line.decode()}}}")
+            if not isinstance(entry, dict) or len(entry) != 1:
+                return None
+            entries.update(entry)
+    except (UnicodeDecodeError, RecursionError, ValueError):
+        return None  # read whole, which names what is wrong
+    document["entries"] = entries
+    return document
+
+
+def _whole(data: bytes) -> Any:
+    """The document decoded and parsed at once: any JSON layout, and the error that names what is wrong."""
+    try:
+        return json.loads(data.decode(), object_pairs_hook=_object)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ManifestError(f"it is not JSON ({error})") from error
     except (RecursionError, ValueError) as error:
         # Nested too deep, or an integer too long to convert: planted, never written by collectfast.
         raise ManifestError(f"it is not a JSON document collectfast can read ({str(error)[:80]})") from error
+
+
+def _manifest(document: Any) -> Manifest:
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ManifestError(f'it is not a collectfast manifest (no "format": {FORMAT!r})')
     version = document.get("version")
@@ -197,6 +243,9 @@ def _object(pairs: list[tuple[str, Any]]) -> Any:
         except ManifestError:
             pass  # named by _entries, which sees its name
     return fields
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_object)
 
 
 def _entries(entries: dict[str, Any]) -> dict[str, Entry]:
