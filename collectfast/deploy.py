@@ -156,15 +156,52 @@ class Deploy:
             self.warn(capacity)
         self.progress.begin("looking up remote files", total=len(paths) + len(later_paths))
         with self.phase("look_up"):
-            self.strategy.start([*paths, *later_paths], dry_run=self.dry_run, cleared=self.cleared)
+            self.look_up([*paths, *later_paths])
         tasks, self.tasks = self.tasks, []
-        self.run_batch(tasks, self.process_task, self.record, after=after)
+        self.run_batch(tasks, self.process_task, self.record, after=after, known=self.unchanged_now)
+
+    def look_up(self, paths: list[str]) -> None:
+        """``strategy.start(paths)``; meanwhile a strategy with ``prefetch`` hashes the queued local files.
+
+        The listing and the hashing overlap: whatever is hashed before the listing is in is not
+        hashed again when decided. An error of ``start`` is raised here, before any upload.
+        """
+        prefetch = getattr(self.strategy, "prefetch", None)
+        if not callable(prefetch) or self.threads <= 1 or self.cleared:
+            self.strategy.start(paths, dry_run=self.dry_run, cleared=self.cleared)
+            return
+        failed: list[BaseException] = []
+        done = threading.Event()
+
+        def start() -> None:
+            try:
+                self.strategy.start(paths, dry_run=self.dry_run, cleared=self.cleared)
+            except BaseException as error:  # noqa: BLE001 - raised on the main thread below
+                failed.append(error)
+            finally:
+                done.set()
+
+        threading.Thread(target=start, name="collectfast_look_up", daemon=True).start()
+        waiting = (task for task in self.tasks if not done.is_set())
+        # A file that fails here is read again when decided, which reports it.
+        for _ in self.pool.run(waiting, lambda task: prefetch(*task)):
+            pass
+        done.wait()
+        if failed:
+            raise failed[0]
 
     def run_batch(
-        self, tasks: list[Task], work: Callable[[Task], bool], record: Callable[..., None], *, after: str
+        self,
+        tasks: list[Task],
+        work: Callable[[Task], bool],
+        record: Callable[..., None],
+        *,
+        after: str,
+        known: Callable[[Task], bool | None] | None = None,
     ) -> None:
         """Run ``work`` on every task in the pool; ``record(task, copied=...)`` each success, in the tasks' order.
 
+        ``known(task)``: the result when it is known without work (None: do the work).
         Stops early once failures show a cause that concerns every file. Raises
         CommandError naming the failures; ``after`` says what that leaves undone.
         """
@@ -172,20 +209,27 @@ class Deploy:
         self.progress.begin("uploading")
         try:
             with self.phase("upload"):
-                self._run_batch(tasks, work, record, after=after)
+                self._run_batch(tasks, work, record, after=after, known=known)
         finally:
             self.progress.show(force=True)
 
     def _run_batch(
-        self, tasks: list[Task], work: Callable[[Task], bool], record: Callable[..., None], *, after: str
+        self,
+        tasks: list[Task],
+        work: Callable[[Task], bool],
+        record: Callable[..., None],
+        *,
+        after: str,
+        known: Callable[[Task], bool | None] | None,
     ) -> None:
         failures: list[Failure] = []
         stop: Failure | None = None
         shared: dict[str, int] = {}
         finished: dict[int, Outcome[tuple[int, Task], bool]] = {}
         following = 0
+        quick = None if known is None else lambda item: known(item[1])
         # Numbered as the pool takes them: a list of numbered tasks would hold every file twice more.
-        for outcome in self.pool.run(enumerate(tasks), lambda item: work(item[1])):
+        for outcome in self.pool.run(enumerate(tasks), lambda item: work(item[1]), quick):
             finished[outcome.task[0]] = outcome
             if outcome.error is not None:
                 failure = self._failure(outcome.task[1], outcome.error)
@@ -225,6 +269,14 @@ class Deploy:
         self.progress.bytes_sent = self.bytes_uploaded
         self.progress.add(uploaded=int(copied), skipped=int(not copied))
         record(outcome.task[1], copied=copied)
+
+    def unchanged_now(self, task: Task) -> bool | None:
+        """False (nothing to copy) for a file a strategy with ``unchanged_now`` proves unchanged from what
+        it already holds (a local checksum prefetched during the listing); None: decide it in a worker."""
+        unchanged_now = getattr(self.strategy, "unchanged_now", None)
+        if self.cleared or not callable(unchanged_now) or not unchanged_now(*task):
+            return None
+        return False
 
     def process_task(self, task: Task) -> bool:
         """Runs in a worker: decide, then upload with this thread's own storage client."""

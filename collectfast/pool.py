@@ -6,7 +6,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import Future, wait
 from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
@@ -120,6 +120,14 @@ class WorkerPool:
                 time.sleep(self.backoff * 2**attempt)
         raise AssertionError("unreachable")
 
+    @staticmethod
+    def _known(known: Callable[[T], R | None] | None, task: T) -> Outcome[T, R] | None:
+        try:
+            result = None if known is None else known(task)
+        except Exception:  # noqa: BLE001 - the work itself reports what is wrong
+            return None
+        return None if result is None else Outcome(task, result=result)
+
     def stop(self) -> None:
         """Start no more tasks in the current batch; those already running still report."""
         self.stopped = True
@@ -130,33 +138,55 @@ class WorkerPool:
             self._executor.shutdown(timeout)
             self._executor = None
 
-    def run(self, tasks: Iterable[T], work: Callable[[T], R]) -> Iterator[Outcome[T, R]]:
-        """Yield the outcome of every task started; after :meth:`stop`, tasks not started are left out."""
+    def run(
+        self, tasks: Iterable[T], work: Callable[[T], R], known: Callable[[T], R | None] | None = None
+    ) -> Iterator[Outcome[T, R]]:
+        """Yield the outcome of every task started; after :meth:`stop`, tasks not started are left out.
+
+        ``known(task)``: the task's result when it is known at once, on the caller's thread (None: work it out).
+        A handoff to a thread and back costs more than such a lookup.
+        """
         self.stopped = False
         if self.threads <= 1:
             for task in tasks:
                 if self.stopped:
                     return
-                yield self.attempt(work, task)
+                yield self._known(known, task) or self.attempt(work, task)
             return
         if self._executor is None:
             self._executor = _Threads(self.threads, "collectfast")
         executor = self._executor
         window = self.threads * 4
         pending: set[Future[Outcome[T, R]]] = set()
+        # Futures report to a queue as they end: wait() would visit every pending future per result.
+        ended: queue.SimpleQueue[Future[Outcome[T, R]]] = queue.SimpleQueue()
+
+        def collect() -> Iterator[Outcome[T, R]]:
+            future = ended.get()
+            pending.discard(future)
+            if not future.cancelled():
+                yield future.result()
+
         try:
             for task in tasks:
-                if len(pending) >= window:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    yield from (future.result() for future in done)
                 if self.stopped:
                     break
-                pending.add(executor.submit(partial(self.attempt, work, task)))
+                outcome = self._known(known, task)
+                if outcome is not None:
+                    yield outcome
+                    continue
+                while len(pending) >= window:
+                    yield from collect()
+                if self.stopped:
+                    break
+                future = executor.submit(partial(self.attempt, work, task))
+                pending.add(future)
+                future.add_done_callback(ended.put)
             while pending:
                 if self.stopped:
-                    pending = {future for future in pending if not future.cancel()}
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                yield from (future.result() for future in done)
+                    for future in list(pending):
+                        future.cancel()
+                yield from collect()
         except GeneratorExit:
             for future in pending:
                 future.cancel()

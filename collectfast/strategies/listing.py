@@ -44,6 +44,8 @@ class ListingStrategy(CachingHashStrategy[_Storage], abc.ABC):
         self._forget_lock = threading.Lock()
         self._listing_forgotten = False
         self._backend_summary: str | None = None
+        #: What the storage would report for local files hashed while the listing was under way, by key.
+        self._predicted: dict[str, tuple[str, int] | None] = {}
 
     def list_remote(self) -> dict[str, tuple[str, int]]:
         """``(checksum, size)`` of every object under the storage's location, by key; sets ``listed_keys``."""
@@ -73,12 +75,30 @@ class ListingStrategy(CachingHashStrategy[_Storage], abc.ABC):
     def prefix(self) -> str:
         return self.backend.prefix
 
+    def prefetch(self, path: str, prefixed_path: str, local_storage: Storage) -> None:
+        """Hash a local file while start() lists (collectfast.deploy.Deploy.look_up); decided later."""
+        key = self.remote_key(prefixed_path)
+        self._predicted[key] = self.backend.predict(path, local_storage, key)
+
+    def unchanged_now(self, path: str, prefixed_path: str, local_storage: Storage) -> bool:
+        """Whether a prefetched file is proven unchanged without reading it again; False: ask should_copy_file."""
+        key = self.remote_key(prefixed_path)
+        predicted = self._predicted.get(key)
+        remote = self._remote.get(key)
+        if predicted is None or remote is None or not remote[0] or predicted != remote:
+            return False
+        self._predicted.pop(key, None)
+        return True
+
     def should_copy_file(self, path: str, prefixed_path: str, local_storage: Storage) -> bool:
         key = self.remote_key(prefixed_path)
         remote = self._remote.get(key)
+        predicted = self._predicted.pop(key, False) if self._predicted else False
         if remote is None or not remote[0]:
             return True  # absent, or stored without a checksum: nothing proves it unchanged
-        return self.backend.predict(path, local_storage, key) != remote
+        if predicted is False:
+            predicted = self.backend.predict(path, local_storage, key)
+        return predicted != remote
 
     def stores_as_is(self, prefixed_path: str) -> bool:
         return self.backend.stores_as_is(self.remote_key(prefixed_path))

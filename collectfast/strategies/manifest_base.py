@@ -102,7 +102,7 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
         self._marked = False
 
     def start(self, prefixed_paths: Sequence[str], *, dry_run: bool = False, cleared: bool = False) -> None:
-        names = frozenset(self.name_for(path) for path in prefixed_paths)
+        names = frozenset(map(self._name_or_path, prefixed_paths))
         if self.manifest_name in names:
             raise CommandError(
                 f"A static file is collected to {self.manifest_name!r}, where COLLECTFAST_MANIFEST keeps the "
@@ -116,24 +116,63 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
             self._check_after_unfinished()
         elif not self.verified or not self._base.entries:
             return  # trusting, or nothing to verify: spare the listing
-        stored = self.list_stored(names)
-        for name, entry in self._base.entries.items():
-            if stored.get(name) == entry.stored:
-                continue
-            self._distrusted.add(name)
+        self._distrusted = self.unconfirmed(names)
+        for name in self._distrusted:
             if name not in names:
                 # Deleted or replaced by hand, and no local file to repair it with: stop claiming it.
-                self._changes.removals[name] = entry
+                self._changes.removals[name] = self._base.entries[name]
+
+    def unconfirmed(self, names: Collection[str]) -> set[str]:
+        """The entries the listing does not show as stored: absent, or another ETag or size.
+
+        Compared page by page, so the listing is never held whole beside the entries.
+        """
+        entries, prefix, manifest_key = self._base.entries, self.backend.prefix, self.manifest_key
+        unconfirmed = set(entries)
+        # The manifest is listed too: its key counts in the ranges' split.
+        for page in self.backend.list_pages({*names, self.manifest_name} if names else ()):
+            for listed in page:
+                name = listed.key[len(prefix) :]
+                entry = entries.get(name) if listed.key != manifest_key else None
+                if entry is not None and (entry.etag, entry.size) == (listed.checksum, listed.size):
+                    unconfirmed.discard(name)
+        return set(unconfirmed)  # sized to the few left, not to every entry
+
+    def _name_or_path(self, prefixed_path: str) -> str:
+        # The path's own string when they are equal: a copy per file costs megabytes at 100,000 files.
+        name = self.name_for(prefixed_path)
+        return prefixed_path if name == prefixed_path else name
+
+    def prefetch(self, path: str, prefixed_path: str, local_storage: Storage) -> None:
+        """Hash a local file while start() reads and lists (collectfast.deploy.Deploy.look_up); decided later."""
+        md5 = file_md5(local_storage, path)
+        with self._lock:
+            self._md5s[self._name_or_path(prefixed_path)] = md5
+
+    def unchanged_now(self, path: str, prefixed_path: str, local_storage: Storage) -> bool:
+        """Whether a prefetched file is proven unchanged without reading it again; False: ask should_copy_file."""
+        name = self.name_for(prefixed_path)
+        md5 = self._md5s.get(name)
+        entry = None if md5 is None or name in self._distrusted else self._base.entries.get(name)
+        if entry is None or md5 != entry.md5 or entry.options != options_fingerprint(self.upload_options(name)):
+            return False
+        with self._lock:
+            self._md5s.pop(name, None)
+        return True
 
     def should_copy_file(self, path: str, prefixed_path: str, local_storage: Storage) -> bool:
         name = self.name_for(prefixed_path)
         entry = None if name in self._distrusted else self._base.entries.get(name)
         if entry is None or entry.options != options_fingerprint(self.upload_options(name)):
             return True
-        md5 = file_md5(local_storage, path)
         with self._lock:
-            self._md5s[name] = md5
-        return md5 != entry.md5
+            md5 = self._md5s.pop(name, None)
+        md5 = md5 or file_md5(local_storage, path)
+        if md5 == entry.md5:
+            return False
+        with self._lock:
+            self._md5s[name] = md5  # for copy_file; kept for uploads only, never for every unchanged file
+        return True
 
     def forget(self, prefixed_path: str) -> None:
         # Until the upload is confirmed the old entry may describe bytes the storage no longer holds.
@@ -193,9 +232,15 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
         etag = md5 if stored.etag == md5 else stored.etag
         entry = Entry(md5, stored.size, etag, sys.intern(options), now())
         saved = self.name_for(saved)
+        if saved == name:
+            saved = self._name_or_path(prefixed_path)  # the task's own string, not one more copy per upload
         with self._lock:
+            seen = self._base.entries.get(saved)
             self._changes.upserts[saved] = entry
-            self._changes.seen[saved] = self._base.entries.get(saved)
+            if seen is not None:  # absent reads as None (merge), and a first deploy has nothing to see
+                self._changes.seen[saved] = seen
+            else:
+                self._changes.seen.pop(saved, None)
             self._changes.removals.pop(saved, None)
 
     def finish(self, *, succeeded: bool, dry_run: bool = False) -> None:
