@@ -42,11 +42,7 @@ NO_RETRIES = {"retry_total": 0, "read_timeout": 120}
 FAST_RETRIES = {**NO_RETRIES, "retry_total": 2, "initial_backoff": 0, "increment_base": 1, "random_jitter_range": 0}
 
 
-@pytest.fixture(scope="session")
-def azurite() -> Iterator[AzuriteServer]:
-    server = AzuriteServer()
-    yield server
-    server.stop()
+# azurite: the session-scoped Azurite server, in tests/conftest.py.
 
 
 @dataclass

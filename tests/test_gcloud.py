@@ -37,11 +37,7 @@ STRATEGY = "collectfast.strategies.gcloud.GoogleCloudStrategy"
 MIB = 1024 * 1024
 
 
-@pytest.fixture(scope="session")
-def gcs_server() -> Iterator[GCSServer]:
-    server = GCSServer()
-    yield server
-    server.stop()
+# gcs_server: the session-scoped GCS test server, in tests/conftest.py.
 
 
 @dataclass

@@ -29,7 +29,7 @@ from tests import test_gcloud  # noqa: E402
 from tests.fixtures import StaticTree, collectstatic  # noqa: E402
 from tests.test_gcloud import GCSBucket, gcs_storage, use_storage  # noqa: E402
 
-gcs_server, gcs_bucket = test_gcloud.gcs_server, test_gcloud.gcs_bucket
+gcs_bucket = test_gcloud.gcs_bucket  # gcs_server: tests/conftest.py
 
 pytestmark = pytest.mark.filterwarnings("error::collectfast.manifest.ManifestWarning")
 

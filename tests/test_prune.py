@@ -29,7 +29,7 @@ from collectfast.manifest import (
 from tests.fixtures import Bucket, Run, StaticTree, collectstatic, s3_storage
 
 try:
-    from tests.test_gcloud import GCSBucket, gcs_bucket, gcs_server, gcs_storage  # noqa: F401
+    from tests.test_gcloud import GCSBucket, gcs_bucket, gcs_storage  # noqa: F401
 except pytest.skip.Exception:
     GCSBucket = None  # type: ignore[assignment,misc]
 
