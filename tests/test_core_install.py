@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 import textwrap
 from pathlib import Path
 
@@ -216,3 +217,44 @@ def test_gcloud_extra_deploys_without_boto3(tmp_path, monkeypatch):
         assert sorted(blob.name for blob in client.bucket("no-boto3").list_blobs()) == ["css/site.css", "logo.txt"]
     finally:
         server.stop()
+
+
+# tox (tox.ini) tests the installed wheel: it runs pytest in a copy of the checkout without
+# collectfast/, and sets COLLECTFAST_EXPECT_INSTALLED=1 and COLLECTFAST_CHECKOUT to the checkout.
+EXPECT_INSTALLED = os.environ.get("COLLECTFAST_EXPECT_INSTALLED") == "1"
+tox_only = pytest.mark.skipif(
+    not EXPECT_INSTALLED, reason="tox only (COLLECTFAST_EXPECT_INSTALLED=1): make test runs the checkout"
+)
+WHERE = "import collectfast; print(collectfast.__file__)"
+
+
+def assert_installed(module_file: str) -> None:
+    """``module_file`` (collectfast's ``__init__.py``) is the installed wheel's, not the checkout's."""
+    where = Path(module_file).resolve()
+    site_packages = Path(sysconfig.get_paths()["purelib"]).resolve()
+    checkout = Path(os.environ.get("COLLECTFAST_CHECKOUT") or ROOT).resolve()
+    assert where.is_relative_to(site_packages), f"collectfast imported from {where}, not from {site_packages}"
+    assert not where.is_relative_to(checkout / "collectfast"), f"collectfast imported from the checkout: {where}"
+    assert not (ROOT / "collectfast").exists(), f"the tests run next to a collectfast/ package: {ROOT}"
+
+
+@tox_only
+def test_tox_imports_the_installed_wheel_not_the_checkout():
+    import collectfast
+
+    assert_installed(collectfast.__file__)
+
+
+@tox_only
+@pytest.mark.parametrize("args", [["-c", WHERE], ["-m", "tests.test_core_install"]], ids=["python-c", "python-m"])
+def test_children_started_from_the_root_import_the_installed_wheel(args):
+    # As the suite starts its children (python -m tests.deploy_process, python -c ...): from ROOT.
+    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert_installed(result.stdout.splitlines()[-1])
+
+
+if __name__ == "__main__":  # python -m tests.test_core_install: where collectfast comes from
+    import collectfast
+
+    print(collectfast.__file__)
