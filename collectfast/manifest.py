@@ -130,7 +130,9 @@ def dumps(manifest: Manifest) -> bytes:
     out = io.BytesIO()
     out.write(_json(head)[:-1].encode())
     out.write(_ENTRIES)
-    for i, (name, entry) in enumerate(sorted(manifest.entries.items())):
+    entries = manifest.entries
+    for i, name in enumerate(sorted(entries)):
+        entry = entries[name]
         fields = {
             "md5": entry.md5,
             "size": entry.size,
@@ -145,8 +147,11 @@ def dumps(manifest: Manifest) -> bytes:
     return out.getvalue()
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(value)
 
 
 def loads(data: bytes) -> Manifest:

@@ -401,7 +401,7 @@ def save_in_place(
         if not single_part:
             workers.sending_in_parts(storage_key(worker, prefixed_path))
             with workers.multipart_slot:
-                return save(worker, prefixed_path, source)
+                return upload_in_parts(worker, prefixed_path, source, local_filename(local_storage, path))
         if not config.use_threads:
             return save(worker, prefixed_path, source)
         # s3transfer would start a thread pool of its own for this one small file.
@@ -412,6 +412,28 @@ def save_in_place(
             return save(worker, prefixed_path, source)
         finally:
             worker.transfer_config = config
+
+
+def local_filename(local_storage: Storage, path: str) -> str | None:
+    try:
+        return str(local_storage.path(path))
+    except NotImplementedError:
+        return None
+
+
+def upload_in_parts(worker: S3Storage, name: str, source: IO[bytes], filename: str | None) -> str:
+    """``S3Storage._save`` for a file s3transfer splits into parts: from its path when it has one.
+
+    The same key, parameters and part size; s3transfer then reads each part as it sends it, where
+    from an open file it holds up to 10 parts of 8 MiB in memory. Gzipped bodies go through ``_save``.
+    """
+    cleaned = clean_name(name)
+    key = storage_key(worker, name)
+    params = write_parameters(worker, key, source)
+    if filename is None or not saves_as_stock(worker) or gzips(worker, params):
+        return save(worker, name, source)
+    worker.bucket.Object(key).upload_file(filename, ExtraArgs=params, Config=worker.transfer_config)
+    return str(cleaned)
 
 
 def put_single_part(worker: S3Storage, name: str, source: IO[bytes], threshold: int) -> str | None:

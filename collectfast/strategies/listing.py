@@ -46,6 +46,7 @@ class ListingStrategy(CachingHashStrategy[_Storage], abc.ABC):
         self._backend_summary: str | None = None
         #: What the storage would report for local files hashed while the listing was under way, by key.
         self._predicted: dict[str, tuple[str, int] | None] = {}
+        self._uploaded = False
 
     def list_remote(self) -> dict[str, tuple[str, int]]:
         """``(checksum, size)`` of every object under the storage's location, by key; sets ``listed_keys``."""
@@ -134,8 +135,15 @@ class ListingStrategy(CachingHashStrategy[_Storage], abc.ABC):
                 self.cache.delete(self.listing_cache_key())
                 self._listing_forgotten = True
 
+    def post_copy_hook(self, path: str, prefixed_path: str, local_storage: Storage) -> None:
+        # The listing is cached and dropped as a whole: no cache key per uploaded file to remember (megabytes
+        # at 100,000), so CachingHashStrategy's hook is skipped; hooks further along the MRO still run.
+        self._uploaded = True
+        super(CachingHashStrategy, self).post_copy_hook(path, prefixed_path, local_storage)
+
     def finish(self, *, succeeded: bool, dry_run: bool = False) -> None:
-        if self._invalidated:
+        if self._invalidated or self._uploaded:
+            self._uploaded = False
             # The listing no longer describes what this run uploaded; the next run lists again.
             self.cache.delete(self.listing_cache_key())
             self._invalidated.clear()
