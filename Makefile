@@ -77,13 +77,15 @@ docs: $(BIN)/.docs-installed
 	$(BIN)/python -m sphinx -W --keep-going -b html -q docs docs/_build/html
 	@echo "The documentation is in docs/_build/html/index.html"
 
-$(BIN)/.bench-installed: pyproject.toml | $(UV)
-	$(INSTALL) --compile-bytecode -e '.[s3]' --group bench
+# The three clouds' extras and Azurite, for BENCH_BACKENDS (collectfast on S3, GCS and Azure).
+$(BIN)/.bench-installed: pyproject.toml | $(UV) $(AZURITE_STAMP)
+	$(INSTALL) --compile-bytecode -e '.[s3,gcloud,azure]' --group bench
 	touch $@
 
 # The peers' own virtualenvs are made by the benchmark, under benchmarks/.venvs/.
+# BENCH_BACKENDS=s3,gcs,azure runs benchmarks/backends.py instead: collectfast per backend against its floor.
 bench: $(BIN)/.bench-installed
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m $(if $(BENCH_BACKENDS),benchmarks.backends,benchmarks.run)
 
 lint: $(BIN)/.lint-installed
 	$(BIN)/ruff check .

@@ -5,9 +5,12 @@ kind, can inject faults, and behaves like GCS where the emulator does not:
 listings come a page at a time (1,000 objects unless ``maxResults`` says
 fewer), composed objects have no ``md5Hash``, uploads honour ``ifGenerationMatch``
 (0: only if absent; else 412), and downloads say their generation
-(``X-Goog-Generation``). Run it in its own process::
+(``X-Goog-Generation``). It can delay every request (the benchmark's
+``BENCH_DELAY_MS``): the delay is served in the request's own thread, so
+parallel requests wait in parallel, as on GCS; the emulator itself still
+serves one request at a time. Run it in its own process::
 
-    python -m tests.gcsserver --port 0
+    python -m tests.gcsserver --port 0 [--delay-ms 20]
 
 It prints ``READY <port>`` once it listens. The control endpoints live under
 ``/_collectfast/`` and are not counted.
@@ -21,10 +24,11 @@ import io
 import json
 import re
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from email.parser import BytesParser
-from http.server import HTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -72,9 +76,14 @@ class Fault:
 
 @dataclass
 class Control:
+    delay: float = 0.0
     counts: Counter[str] = field(default_factory=Counter)
+    #: The bodies of uploads (POST, PUT), in bytes, as sent (a multipart upload's JSON part included).
+    bytes_in: int = 0
     faults: list[Fault] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # The emulator's store is not thread-safe: it serves one request at a time.
+    storage_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def take_fault(self, kind: str, key: str) -> Fault | None:
         with self.lock:
@@ -140,25 +149,34 @@ def make_handler(storage: Any, control: Control) -> type:
             kind = request_kind(method, url.path)
             with control.lock:
                 control.counts[kind] += 1
-            object_match = _OBJECT.match(url.path)
+                if method in ("POST", "PUT"):
+                    control.bytes_in += len(body)
+                delay = control.delay
+            if delay:
+                time.sleep(delay)
+            with control.storage_lock:
+                return self.serve(method, url.path, query, body, kind)
+
+        def serve(self, method: str, url_path: str, query: dict[str, list[str]], body: bytes, kind: str) -> None:
+            object_match = _OBJECT.match(url_path)
             key = unquote(object_match["name"]) if object_match else ""
-            if _UPLOAD.match(url.path):
+            if _UPLOAD.match(url_path):
                 key = upload_name(query, self.headers.get("Content-Type", ""), body)
             fault = control.take_fault(kind, key)
             if fault is not None:
                 message = "Injected by the test server"
                 return self.send_json(fault.status, error_body(fault.status, fault.reason, message))
-            listing = _LIST.match(url.path)
+            listing = _LIST.match(url_path)
             if listing and method == "GET" and "softDeleted" not in query:
                 return self.list_page(listing["bucket"], query)
-            upload = _UPLOAD.match(url.path)
+            upload = _UPLOAD.match(url_path)
             if upload and method == "POST" and "ifGenerationMatch" in query:
                 wanted = query["ifGenerationMatch"][0]
                 if self.generation(upload["bucket"], key) != wanted:
                     message = "At least one of the pre-conditions you specified did not hold."
                     return self.send_json(412, error_body(412, "conditionNotMet", message))
             self.extra_headers = {}
-            if object_match and method == "GET" and (url.path.startswith("/download/") or "alt" in query):
+            if object_match and method == "GET" and (url_path.startswith("/download/") or "alt" in query):
                 generation = self.generation(object_match["bucket"], key)
                 if generation != "0":
                     self.extra_headers["X-Goog-Generation"] = generation
@@ -217,10 +235,14 @@ def make_handler(storage: Any, control: Control) -> type:
             result: Any = {}
             if name == "requests" and method == "GET":
                 with control.lock:
-                    result = {"counts": dict(control.counts)}
+                    result = {"counts": dict(control.counts), "bytes_in": control.bytes_in}
             elif name == "requests" and method == "DELETE":
                 with control.lock:
                     control.counts.clear()
+                    control.bytes_in = 0
+            elif name == "settings" and method == "POST":
+                with control.lock:
+                    control.delay = float(body.get("delay_ms", control.delay * 1000)) / 1000
             elif name == "faults" and method == "POST":
                 with control.lock:
                     control.faults.append(Fault(**body))
@@ -237,19 +259,20 @@ def make_handler(storage: Any, control: Control) -> type:
     return Handler
 
 
-class _HTTPServer(HTTPServer):
-    # One request at a time (the emulator's store is not thread-safe); let worker threads queue.
+class _HTTPServer(ThreadingHTTPServer):
+    # A thread per connection, for the delay; the emulator behind Control.storage_lock. Let clients queue.
     request_queue_size = 128
+    daemon_threads = True
 
 
-def serve(host: str, port: int) -> None:
+def serve(host: str, port: int, delay_ms: float = 0) -> None:
     from gcp_storage_emulator.storage import Storage
 
     storage = Storage(use_memory_fs=True)
     # In memory, the emulator re-serialises every object's metadata on each write,
     # which makes a run quadratic and is never read back.
     storage._write_config_to_file = lambda: None
-    server = _HTTPServer((host, port), make_handler(storage, Control()))
+    server = _HTTPServer((host, port), make_handler(storage, Control(delay=delay_ms / 1000)))
     print(f"READY {server.server_address[1]}", flush=True)
     server.serve_forever()
 
@@ -269,13 +292,22 @@ class GCSServer(ChildServer):
             {"kind": kind, "key_contains": key_contains, "status": status, "reason": reason, "times": times},
         )
 
+    def configure(self, *, delay_ms: float) -> None:
+        """Delay every request (control endpoints excepted) by ``delay_ms`` from now on."""
+        self._call("POST", "settings", {"delay_ms": delay_ms})
+
+    def bytes_in(self) -> int:
+        """The bytes of upload bodies since the last reset."""
+        return int(self._call("GET", "requests")["bytes_in"])
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--delay-ms", type=float, default=0)
     args = parser.parse_args()
-    serve(args.host, args.port)
+    serve(args.host, args.port, args.delay_ms)
 
 
 if __name__ == "__main__":
