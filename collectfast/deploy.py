@@ -7,6 +7,7 @@ The management command is an adapter from Django's ``collectstatic`` hooks to a
 from __future__ import annotations
 
 import importlib
+import itertools
 import threading
 import time
 import traceback
@@ -35,6 +36,8 @@ Warn = Callable[[str], None]
 
 #: Failures named one by one before the rest are only counted.
 NAMED_FAILURES = 10
+#: Files hashed at most while the listing is under way (Deploy.look_up): about 2.5 MB of checksums.
+PREFETCH_LIMIT = 10_000
 
 
 @dataclass
@@ -182,7 +185,8 @@ class Deploy:
                 done.set()
 
         threading.Thread(target=start, name="collectfast_look_up", daemon=True).start()
-        waiting = (task for task in self.tasks if not done.is_set())
+        # Each prefetched checksum is held until its file is decided: a cap keeps that bounded at any N.
+        waiting = (task for task in itertools.islice(self.tasks, PREFETCH_LIMIT) if not done.is_set())
         # A file that fails here is read again when decided, which reports it.
         for _ in self.pool.run(waiting, lambda task: prefetch(*task)):
             pass
