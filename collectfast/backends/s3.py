@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import IO, Any, cast
 
+from boto3.exceptions import S3UploadFailedError
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -122,6 +123,9 @@ def s3_error_message(storage: S3Storage, action: str, error: Exception) -> str:
 
 def diagnose_s3(error: BaseException, storage: Any) -> errors.Diagnosis | None:
     """What a boto3 error means for the whole deploy (see collectfast.errors)."""
+    if isinstance(error, S3UploadFailedError) and isinstance(error.__cause__ or error.__context__, Exception):
+        # boto3's upload_file wraps the ClientError of a failed part: what it means is the ClientError's.
+        return diagnose_s3(error.__cause__ or error.__context__, storage)  # type: ignore[arg-type]
 
     def shared(cause: str, stop_after: int = 1, transient: bool = False) -> errors.Diagnosis:
         if isinstance(storage, S3Storage) and isinstance(error, Exception):
