@@ -52,6 +52,7 @@ def configure(args: argparse.Namespace) -> None:
         COLLECTFAST_STRATEGY=args.strategy,
         COLLECTFAST_MANIFEST_MODE=args.mode,
         COLLECTFAST_THREADS=args.threads,
+        COLLECTFAST_READ_TIMEOUT=args.read_timeout,
     )
     django.setup()
 
@@ -75,6 +76,7 @@ def main() -> None:
     parser.add_argument("--verbosity", type=int, default=1)
     parser.add_argument("--mode", default="verified")
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--read-timeout", type=float, default=10.0)
     parser.add_argument("--barrier", type=Path)
     parser.add_argument("--parties", type=int, default=1)
     args = parser.parse_args()

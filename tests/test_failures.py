@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import signal
 import socket
@@ -365,7 +366,8 @@ def test_ctrl_c_during_a_hung_upload_stops_within_seconds(s3_settings, bucket: B
     # The hung request is held for 120 s: stopping at all before then is the behaviour under test.
     returncode, stderr = signal_deploy_when(
         bucket,
-        ["--threads", "4", "--static", str(static_tree.root), "--mode", "trusting"],
+        # A read timeout past the hold: the upload is still hung when the signal comes, however slow the machine.
+        ["--threads", "4", "--static", str(static_tree.root), "--mode", "trusting", "--read-timeout", "300"],
         lambda: len(bucket.list_keys("f/")) >= 8,
         signal.SIGINT,
     )
@@ -504,3 +506,27 @@ def test_a_trusting_deploy_after_one_that_never_finished_checks_the_bucket(
     assert bucket.objects()["f/001.txt"] == b"f 1 "
     # A mark younger than an hour may be a deploy still running: it stays until then.
     assert set(loads(bucket.objects()["collectfast-manifest.json"]).unfinished) == {"killed"}
+
+
+class SwallowingStrategy(Boto3Strategy):
+    """Swallows the KeyboardInterrupt of a Ctrl-C, as Python does when it comes while a finalizer runs."""
+
+    def should_copy_file(self, path: str, prefixed_path: str, local_storage: Any) -> bool:
+        if prefixed_path.endswith("000.txt"):
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1)  # the handler runs here, on this (the main) thread
+            except KeyboardInterrupt:
+                pass
+        return super().should_copy_file(path, prefixed_path, local_storage)
+
+
+def test_a_ctrl_c_that_python_swallowed_still_stops_the_run(s3_settings, settings, bucket: Bucket, static_tree):
+    settings.COLLECTFAST_STRATEGY = "tests.test_failures.SwallowingStrategy"
+    settings.COLLECTFAST_THREADS = 1  # decisions on the main thread, where signal handlers run
+    write_files(static_tree, 3)
+
+    with pytest.raises(KeyboardInterrupt, match="signal 2"):
+        collectstatic()
+
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

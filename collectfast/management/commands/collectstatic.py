@@ -55,20 +55,31 @@ class _DrainBeforePostProcess:
 
 
 @contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a CI job cancelled, a container stopped) stops the run as Ctrl-C does: what finished is recorded."""
+def _interruptible() -> Iterator[list[int]]:
+    """Ctrl-C and SIGTERM (a CI job cancelled, a container stopped) stop the run: what finished is recorded.
+
+    Yields the signals received. Python drops an exception raised while a finalizer runs (a generator
+    closed by the garbage collector, say): the caller raises again if the run ended as if none came.
+    """
+    received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield received
         return
 
     def interrupt(signum: int, frame: Any) -> None:
+        received.append(signum)
         raise KeyboardInterrupt(f"signal {signum}")
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    # Only where Python's own behaviour applies: an ignored signal, or a handler of the host's, stays.
+    ours = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    previous = {
+        signum: signal.signal(signum, interrupt) for signum, usual in ours.items() if signal.getsignal(signum) is usual
+    }
     try:
-        yield
+        yield received
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class Command(collectstatic.Command):
@@ -213,9 +224,11 @@ class Command(collectstatic.Command):
         destination = self.storage
         self.storage = _DrainBeforePostProcess(destination, deploy.drain, staged_post_process(deploy, destination))
         try:
-            with _terminate_as_interrupt():
+            with _interruptible() as received:
                 collected: dict[str, list[str]] = super().collect()
                 deploy.drain()
+                if received:
+                    raise KeyboardInterrupt(f"signal {received[0]}")
         except BaseException as error:
             self.storage = destination
             deploy.finish(succeeded=False, failure=error)
