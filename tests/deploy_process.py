@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -67,6 +68,9 @@ def wait_for_parties(barrier: Path, parties: int) -> None:
 
 
 def main() -> None:
+    # As if started from a terminal: a test runner started in the background (nohup, a CI step with `&`)
+    # passes SIGINT down ignored, and the tests that send it would then test nothing.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--endpoint", required=True)
     parser.add_argument("--bucket", required=True)

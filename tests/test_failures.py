@@ -525,8 +525,23 @@ def test_a_ctrl_c_that_python_swallowed_still_stops_the_run(s3_settings, setting
     settings.COLLECTFAST_STRATEGY = "tests.test_failures.SwallowingStrategy"
     settings.COLLECTFAST_THREADS = 1  # decisions on the main thread, where signal handlers run
     write_files(static_tree, 3)
+    # Python's own handler, as in a terminal, even when the test runner was started with SIGINT ignored.
+    ignored = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt, match="signal 2"):
+            collectstatic()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, ignored)
 
-    with pytest.raises(KeyboardInterrupt, match="signal 2"):
+
+def test_an_ignored_ctrl_c_stays_ignored(s3_settings, bucket: Bucket, static_tree):
+    # nohup and background jobs start the deploy with SIGINT ignored: collectfast leaves it so.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        write_files(static_tree, 2)
         collectstatic()
-
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert len(bucket.list_keys()) == 2
