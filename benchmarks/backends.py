@@ -209,6 +209,8 @@ class Family:
 
     def __init__(self) -> None:
         self.buckets = 0
+        #: The test server (tests/s3server.py, tests/gcsserver.py): its delay, counts and bytes received.
+        self.server: Any = None
 
     def name(self, label: str) -> str:
         self.buckets += 1
@@ -218,13 +220,13 @@ class Family:
         raise NotImplementedError
 
     def delay(self, ms: float) -> None:
-        raise NotImplementedError
+        self.server.configure(delay_ms=ms)
 
     def reset(self) -> None:
-        raise NotImplementedError
+        self.server.reset()
 
     def traffic(self) -> tuple[dict[str, int], int | None]:
-        raise NotImplementedError
+        return self.server.counts(), self.server.bytes_in()
 
     def storage(self, bucket: str) -> dict[str, Any]:
         raise NotImplementedError
@@ -271,15 +273,6 @@ class S3(Family):
         name = self.name(label)
         self.client.create_bucket(Bucket=name)
         return name
-
-    def delay(self, ms: float) -> None:
-        self.server.configure(delay_ms=ms)
-
-    def reset(self) -> None:
-        self.server.reset()
-
-    def traffic(self) -> tuple[dict[str, int], int | None]:
-        return self.server.counts(), self.server.bytes_in()
 
     def env(self) -> dict[str, str]:
         from benchmarks.s3 import child_env
@@ -340,15 +333,6 @@ class GCS(Family):
         name = self.name(label)
         self.client.create_bucket(name)
         return name
-
-    def delay(self, ms: float) -> None:
-        self.server.configure(delay_ms=ms)
-
-    def reset(self) -> None:
-        self.server.reset()
-
-    def traffic(self) -> tuple[dict[str, int], int | None]:
-        return self.server.counts(), self.server.bytes_in()
 
     def env(self) -> dict[str, str]:
         env = super().env()
