@@ -83,6 +83,9 @@ def test_range_bounds_cut_whole_pages_at_most_one_range_per_thread(monkeypatch: 
     bounds = range_bounds(keys, threads=100)
     # At least RANGE keys per range (8 ranges at most), in whole pages: 3 pages each, 7 ranges.
     assert bounds == ["k029", "k059", "k089", "k119", "k149", "k179"]
+    # However many threads, at most RANGES_AT_ONCE ranges: a small server is not sent a page per thread at once.
+    monkeypatch.setattr(s3, "RANGES_AT_ONCE", 3)
+    assert range_bounds(keys, threads=100) == ["k069", "k139"]
 
 
 def test_ranges_list_the_same_objects_as_one_sequential_listing(

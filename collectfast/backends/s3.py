@@ -59,6 +59,9 @@ _PLAIN_MD5 = re.compile(r"^[0-9a-f]{32}$")
 PAGE_KEYS = 1000
 #: A listing of more local files than this is cut into key ranges listed at once (at most one per thread).
 RANGE_KEYS = 5000
+#: Ranges listed at once, whatever COLLECTFAST_THREADS says: eight already cut a 100-page listing's
+#: latency eightfold, and more pages at once can make a small S3-compatible server answer past the read timeout.
+RANGES_AT_ONCE = 8
 
 
 _TRANSIENT_CODES = {
@@ -258,10 +261,11 @@ def range_bounds(sorted_keys: Sequence[str], threads: int) -> list[str]:
     """Where to cut a listing of about these keys into ranges listed at once: the last key of each range but the last.
 
     Ranges hold whole pages (a multiple of 1,000 of the keys), at least RANGE_KEYS keys, at most
-    ``threads`` ranges. When the bucket holds exactly these keys, every range but the last ends on its
-    bound and no request is spent beyond it: ceil(keys / 1000) LIST, as a sequential listing.
+    ``threads`` ranges and at most RANGES_AT_ONCE. When the bucket holds exactly these keys, every
+    range but the last ends on its bound and no request is spent beyond it: ceil(keys / 1000) LIST,
+    as a sequential listing.
     """
-    ranges = min(threads, -(-len(sorted_keys) // RANGE_KEYS))
+    ranges = min(threads, RANGES_AT_ONCE, -(-len(sorted_keys) // RANGE_KEYS))
     if ranges <= 1:
         return []
     pages = -(-len(sorted_keys) // PAGE_KEYS)
