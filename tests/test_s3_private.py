@@ -100,6 +100,38 @@ def test_connect_gives_a_copy_its_own_resource_from_one_session(bucket: Bucket) 
     assert bucket.list_keys() == ["k"]
 
 
+def test_connect_shares_the_model_of_the_user_s_client(bucket: Bucket) -> None:
+    storage = make(bucket)
+    users = storage.connection.meta.client
+
+    copied = copy.copy(storage)
+    s3.connect(copied, None, model_of=users)
+    client = copied.connection.meta.client
+
+    # botocore's loader holds S3's parsed model and endpoint data: one of them per process, not per session.
+    assert client._loader is users._loader
+    assert client is not users
+    client.put_object(Bucket=bucket.name, Key="k", Body=b"x")
+    assert [page["KeyCount"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket.name)] == [1]
+
+
+def test_worker_copies_share_the_model_of_the_user_s_storage(bucket: Bucket) -> None:
+    storage = make(bucket)
+    workers = s3.WorkerStorages(storage=storage)
+    loaders: list[Any] = []
+
+    def work() -> None:
+        loaders.append(workers.for_this_thread(storage).connection.meta.client._loader)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(loaders) == 3
+    assert all(loader is storage.connection.meta.client._loader for loader in loaders)
+
+
 def test_user_provided_tells_the_options_a_config_was_given() -> None:
     assert s3.user_provided(Config(read_timeout=5, retries={"mode": "standard"})) == {"read_timeout", "retries"}
     assert s3.user_provided(Config()) == set()

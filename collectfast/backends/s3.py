@@ -8,6 +8,7 @@ botocore error means (collectfast.errors) in words that name the fix.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import queue
 import re
@@ -165,12 +166,18 @@ class WorkerStorages:
 
     The resources come from one boto3 session, built one at a time under a lock:
     a session per thread would load S3's service model once per thread (about
-    15 MB each).
+    15 MB each). That session reads the model through the loader of ``storage``'s
+    own client, so the user's storage and the copies hold it once.
     """
 
-    def __init__(self, layer: PathParameters | None = None) -> None:
+    def __init__(self, layer: PathParameters | None = None, storage: S3Storage | None = None) -> None:
         #: COLLECTFAST_OBJECT_PARAMETERS, layered on every copy (never on the user's storage).
         self.layer = layer
+        #: The user's storage's client on the thread that made this (the command's): its model is shared.
+        self._model_of: Any = None
+        # A bad endpoint, say: the first request raises it again, and reports it.
+        with contextlib.suppress(Exception):
+            self._model_of = None if storage is None else storage.connection.meta.client
         self._lock = threading.Lock()
         self._session: Any = None
         self._local = threading.local()
@@ -185,7 +192,7 @@ class WorkerStorages:
     def for_this_thread(self, storage: Storage) -> S3Storage:
         worker = self.copy(storage)
         with self._lock:
-            self._session = connect(worker, self._session)
+            self._session = connect(worker, self._session, model_of=self._model_of)
         return worker
 
     def copy(self, storage: Storage) -> S3Storage:
@@ -360,14 +367,18 @@ def saves_as_stock(storage: S3Storage) -> bool:
     return type(storage)._save is S3Storage._save
 
 
-def connect(storage: S3Storage, session: Any | None) -> Any:
+def connect(storage: S3Storage, session: Any | None, *, model_of: Any = None) -> Any:
     """Give ``storage`` (a copy, without connections) a resource from ``session``, made from its settings if None.
 
     S3Storage keeps its resource per thread in ``_connections``; its session factory reads the storage's
-    credentials. Returns the session, to share with the next copy.
+    credentials. A session made here reads S3's model and endpoint data (about 12 MB once parsed)
+    through the botocore loader of the client ``model_of``, if given, instead of parsing its own.
+    Returns the session, to share with the next copy.
     """
     if session is None:
         session = storage._create_session()
+        if model_of is not None:
+            session._session.register_component("data_loader", model_of._loader)
     storage._connections.connection = session.resource(
         "s3",
         region_name=storage.region_name,
@@ -507,7 +518,7 @@ class S3Backend(Backend[S3Storage]):
     def __init__(self, storage: S3Storage) -> None:
         super().__init__(storage)
         self.path_parameters = path_parameters(storage)
-        self.workers = WorkerStorages(self.path_parameters)
+        self.workers = WorkerStorages(self.path_parameters, storage)
         #: The storage decisions read write parameters from: with the per-path ones when configured.
         self.decisions = self.workers.copy(storage) if self.path_parameters else storage
         self.recorder = UploadRecorder()
