@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass
 from typing import IO
 
@@ -22,12 +23,24 @@ class Fingerprint:
     etag: str
 
 
+_buffers = threading.local()
+
+
 def file_md5(storage: Storage, path: str) -> str:
     """md5 of a file's bytes, read in blocks so large files never sit in memory."""
     digest = hashlib.md5(usedforsecurity=False)
     with storage.open(path, "rb") as handle:
-        while block := handle.read(BLOCK_SIZE):
-            digest.update(block)
+        readinto = getattr(handle, "readinto", None)
+        if readinto is None:
+            while block := handle.read(BLOCK_SIZE):
+                digest.update(block)
+            return digest.hexdigest()
+        # Into this thread's one buffer: a new block per read, on every worker, fragments the heap.
+        buffer = getattr(_buffers, "block", None)
+        if buffer is None:
+            buffer = _buffers.block = memoryview(bytearray(BLOCK_SIZE))
+        while read := readinto(buffer):
+            digest.update(buffer[:read])
     return digest.hexdigest()
 
 
