@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import sys
 import threading
 import time
 import traceback
@@ -141,7 +142,8 @@ class Deploy:
             self.timings[name] = self.timings.get(name, 0.0) + time.monotonic() - started
 
     def queue(self, path: str, prefixed_path: str, source_storage: Storage) -> None:
-        self.tasks.append((path, prefixed_path, source_storage))
+        # Interned: the manifest's names (collectfast.manifest) then reuse these strings instead of holding copies.
+        self.tasks.append((path, sys.intern(prefixed_path), source_storage))
 
     def drain(self, later_paths: Sequence[str] = (), after: str = "Post-processing did not run.") -> None:
         """Decide and upload every queued file; raise naming what failed.

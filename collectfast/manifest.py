@@ -8,6 +8,7 @@ The format and the consistency argument are described in ``docs/manifest.rst``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -187,7 +188,9 @@ def _by_lines(data: bytes) -> dict[str, Any] | None:
             entry = _DECODER.decode(f"{{{line.decode()}}}")
             if not isinstance(entry, dict) or len(entry) != 1:
                 return None
-            entries.update(entry)
+            ((name, fields),) = entry.items()
+            # The run's paths are interned (collectfast.deploy): a name shares its path's string.
+            entries[sys.intern(name)] = fields
     except (UnicodeDecodeError, RecursionError, ValueError):
         return None  # read whole, which names what is wrong
     document["entries"] = entries
@@ -280,12 +283,18 @@ def _entry(name: str, fields: Any) -> Entry:
 
 def _time(value: Any, what: str) -> datetime:
     try:
-        parsed = datetime.fromisoformat(value)
+        parsed = _parsed_time(value)
     except (TypeError, ValueError) as error:
         raise ManifestError(f"{what} is not an ISO 8601 time") from error
     if parsed.tzinfo is None:
         raise ManifestError(f"{what} has no time zone")
     return parsed
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_time(value: str) -> datetime:
+    # Entries uploaded in one second share the time's object (datetimes are immutable).
+    return datetime.fromisoformat(value)
 
 
 @dataclass
