@@ -59,6 +59,36 @@ def test_fingerprint_is_the_same_for_short_reads_and_odd_part_sizes():
         assert fingerprint.size == len(data)
 
 
+class ReadOnly:
+    """A stream with ``read`` only: blocks come from it, not from the thread's buffer."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = io.BytesIO(data)
+
+    def read(self, size: int = -1) -> bytes:
+        return self.data.read(size)
+
+
+def test_file_md5_reads_every_block_on_every_thread(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.core.files.storage import FileSystemStorage
+
+    from collectfast.hashing import BLOCK_SIZE, file_md5
+
+    sizes = [0, 1, BLOCK_SIZE - 1, BLOCK_SIZE, BLOCK_SIZE + 1, 3 * BLOCK_SIZE + 17]
+    contents = {f"f{i}": os.urandom(size) for i, size in enumerate(sizes * 4)}
+    for name, data in contents.items():
+        (tmp_path / name).write_bytes(data)
+    storage = FileSystemStorage(location=str(tmp_path))
+
+    with ThreadPoolExecutor(4) as pool:  # one buffer per thread, reused by every file it hashes
+        found = dict(zip(contents, pool.map(lambda name: file_md5(storage, name), contents), strict=True))
+    assert found == {name: hashlib.md5(data).hexdigest() for name, data in contents.items()}
+    data = os.urandom(2 * MIB + 5)
+    assert stream_fingerprint(ReadOnly(data), 8 * MIB, 8 * MIB).md5 == hashlib.md5(data).hexdigest()
+
+
 def test_fingerprint_of_a_single_part_upload_is_the_md5():
     assert stream_fingerprint(io.BytesIO(b"hello"), 8 * MIB, 8 * MIB).etag == hashlib.md5(b"hello").hexdigest()
 
