@@ -17,7 +17,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import IO, Any
 
 FORMAT = "collectfast-manifest"
 #: Bump when the document changes shape; older releases refuse newer documents.
@@ -155,46 +155,66 @@ def _json(value: Any) -> str:
     return _ENCODER.encode(value)
 
 
-def loads(data: bytes) -> Manifest:
-    """Parse a manifest; raise ManifestError naming the first thing that is wrong."""
-    document = _by_lines(data)
-    if document is None:
-        document = _whole(data)
+def loads(data: bytes | IO[bytes]) -> Manifest:
+    """Parse a manifest, from its bytes or a stream of them; raise ManifestError naming the first thing wrong.
+
+    A stream is read a line at a time: at 100,000 entries the document's bytes (23 MB) never sit
+    in memory beside the entries. Errors of the stream itself (a dropped connection) propagate.
+    """
+    stream = io.BytesIO(data) if isinstance(data, bytes) else data
+    first = stream.readline()
+    document = _by_lines(first, stream)
+    if document is _OTHER_LAYOUT:
+        # Not as dumps() lays it out: read whole, which also names what is wrong.
+        document = _whole(data if isinstance(data, bytes) else first + stream.read())
+    elif document is _BROKEN_LINE:
+        if isinstance(data, bytes):
+            document = _whole(data)
+        else:
+            raise ManifestError("it is not JSON as collectfast writes it: an entry's line is broken or missing")
     return _manifest(document)
 
 
-def _by_lines(data: bytes) -> dict[str, Any] | None:
-    """The document as dumps() lays it out, read an entry line at a time; None when laid out otherwise.
+_OTHER_LAYOUT = object()
+_BROKEN_LINE = object()
 
+
+def _by_lines(first: bytes, lines: IO[bytes]) -> Any:
+    """The document as dumps() lays it out, an entry line at a time after the ``first``.
+
+    _OTHER_LAYOUT when the first line is not dumps()'s, _BROKEN_LINE when a later one is not.
     A document decoded whole is a string as large as the bytes, four times larger when one
     name has a character beyond U+FFFF: at 100,000 entries it and its bytes outweighed the entries.
     """
-    first = data.find(b"\n")
-    if first < 0 or not data.endswith(b"\n}}") or not data[:first].endswith(_ENTRIES):
-        return None
+    if not first.endswith(_ENTRIES + b"\n"):
+        return _OTHER_LAYOUT
     try:
-        document = json.loads(data[:first].decode() + "}}")
-        if not isinstance(document, dict) or document.get("entries") != {}:
-            return None
-        entries: dict[str, Any] = {}
-        end = len(data) - 3
-        start = first + 1
-        while start < end:
-            stop = data.find(b"\n", start)
-            line = data[start : stop - 1 if stop < end else stop]
-            if (stop < end) != data.endswith(b",", start, stop):
-                return None
-            start = stop + 1
-            entry = _DECODER.decode(f"{{{line.decode()}}}")
+        document = json.loads(first[:-1].decode() + "}}")
+    except (UnicodeDecodeError, RecursionError, ValueError):
+        return _OTHER_LAYOUT
+    if not isinstance(document, dict) or document.get("entries") != {}:
+        return _OTHER_LAYOUT
+    entries: dict[str, Any] = {}
+    comma = False  # whether the line before ended with one
+    try:
+        for line in lines:
+            if line == b"}}":
+                document["entries"] = entries
+                return document if not comma and not lines.read().strip() else _BROKEN_LINE
+            # Every entry's line ends with ",\n" but the last's, which the closing "}}" follows.
+            if entries and not comma or not line.endswith(b"\n"):
+                return _BROKEN_LINE
+            line = line[:-1]
+            comma = line.endswith(b",")
+            entry = _DECODER.decode(f"{{{line.removesuffix(b',').decode()}}}")
             if not isinstance(entry, dict) or len(entry) != 1:
-                return None
+                return _BROKEN_LINE
             ((name, fields),) = entry.items()
             # The run's paths are interned (collectfast.deploy): a name shares its path's string.
             entries[sys.intern(name)] = fields
     except (UnicodeDecodeError, RecursionError, ValueError):
-        return None  # read whole, which names what is wrong
-    document["entries"] = entries
-    return document
+        return _BROKEN_LINE
+    return _BROKEN_LINE  # no closing line: cut short
 
 
 def _whole(data: bytes) -> Any:

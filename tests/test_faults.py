@@ -599,6 +599,26 @@ def test_a_planted_manifest_is_reported_and_every_file_uploaded(site: Site, plan
         assert_repaired(site, outcome)
 
 
+@pytest.mark.parametrize("strategy", [MANIFEST], ids=["manifest"])
+@pytest.mark.parametrize("mode", ["verified", "trusting"])
+def test_a_manifest_cut_off_mid_body_uploads_everything_and_is_left_alone(site: Site, mode: str) -> None:
+    site.settings.COLLECTFAST_MANIFEST_MODE = mode
+    files(site.tree, n=40)
+    assert site.run().error is None
+    manifest = site.bucket.objects()[MANIFEST_KEY]
+    # The manifest is parsed a line at a time as it arrives: the answer's headers and its first
+    # lines come, then the connection drops.
+    site.proxy.add(Rule(DropResponse(1500), method="GET", key_contains=MANIFEST_KEY, times=1))
+
+    outcome = site.run()
+
+    assert len(fired(site.proxy)) == 1
+    assert "Every file is uploaded, and the manifest is left as it is." in outcome.stderr, outcome.stderr
+    assert set(outcome.claimed) == set(site.tree.files())
+    assert site.bucket.objects()[MANIFEST_KEY] == manifest
+    assert_repaired(site, outcome)
+
+
 # Objects changed behind collectfast's back.
 
 

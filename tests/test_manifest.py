@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 import re
 import subprocess
@@ -78,6 +80,33 @@ def test_a_manifest_survives_a_round_trip():
 def test_anything_but_a_manifest_is_refused_with_a_reason(data):
     with pytest.raises(ManifestError, match=r"."):
         loads(data)
+    with pytest.raises(ManifestError, match=r"."):
+        loads(io.BytesIO(data))  # as a streamed GET body
+
+
+def test_a_stream_reads_as_the_bytes_do():
+    manifest = Manifest(
+        {"css/ü n.css": entry(b"a"), "b.js": entry(b"b", at=5), "z/\U0001f600.js": entry(b"c")}, WRITES_HONOURED, T0, 2
+    )
+    data = dumps(manifest)
+
+    assert loads(io.BytesIO(data)) == loads(data) == manifest
+    assert loads(io.BytesIO(dumps(Manifest()))) == Manifest()
+    # Laid out otherwise (by hand, say): read whole.
+    indented = json.dumps(json.loads(data), indent=2).encode()
+    assert loads(io.BytesIO(indented)) == manifest
+    # Cut short, a comma lost, an entry's line broken: refused, streamed or not.
+    lines = data.split(b"\n")
+    for broken in (
+        data[:-2],
+        b"\n".join(lines[:-2] + lines[-1:]),
+        data.replace(b"},\n", b"}\n", 1),
+        b"\n".join([*lines[:2], lines[2][:40], *lines[3:]]),
+    ):
+        with pytest.raises(ManifestError):
+            loads(broken)
+        with pytest.raises(ManifestError):
+            loads(io.BytesIO(broken))
 
 
 def test_a_newer_format_is_refused_as_such():

@@ -9,10 +9,11 @@ to add one.
 from __future__ import annotations
 
 import abc
+import io
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import IO, Any, ClassVar, Generic, TypeVar
 
 from django.core.files.storage import Storage
 from django.core.management.base import CommandError
@@ -155,6 +156,15 @@ class Backend(abc.ABC, Generic[_Storage]):
     @abc.abstractmethod
     def read_object(self, key: str) -> tuple[bytes, str] | None:
         """A small object's bytes and version token (ETag, generation), None if absent; else Unavailable."""
+
+    def open_object(self, key: str) -> tuple[IO[bytes], str] | None:
+        """:meth:`read_object` as a stream, for a large object read a line at a time (the manifest).
+
+        Reading the stream raises Unavailable when the service fails mid-way. By default the
+        object is read whole first; a backend whose client streams overrides it.
+        """
+        found = self.read_object(key)
+        return None if found is None else (io.BytesIO(found[0]), found[1])
 
     @abc.abstractmethod
     def write_object(self, key: str, data: bytes, *, replaces: str | None, conditional: bool = True) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import queue
 import re
 import threading
@@ -305,6 +306,31 @@ def list_range(client: Any, bucket: str, prefix: str, after: str | None, last: s
         yield listed
         if done:
             return
+
+
+class _Body(io.RawIOBase):
+    """A response body whose failures mid-way (a dropped connection, a read timeout) are Unavailable."""
+
+    def __init__(self, body: Any, unavailable: Callable[[Exception], Unavailable]) -> None:
+        self._body = body
+        self._unavailable = unavailable
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            if hasattr(self._body, "readinto"):
+                return int(self._body.readinto(buffer))
+            data = self._body.read(len(buffer))
+            buffer[: len(data)] = data
+            return len(data)
+        except (BotoCoreError, ClientError, OSError) as error:
+            raise self._unavailable(error) from error
+
+    def close(self) -> None:
+        self._body.close()
+        super().close()
 
 
 def user_provided(config: Config) -> set[str]:
@@ -700,17 +726,26 @@ class S3Backend(Backend[S3Storage]):
         return "IfMatch" in operation.input_shape.members
 
     def read_object(self, key: str) -> tuple[bytes, str] | None:
+        opened = self.open_object(key)
+        if opened is None:
+            return None
+        with opened[0] as body:
+            return body.read(), opened[1]
+
+    def open_object(self, key: str) -> tuple[IO[bytes], str] | None:
+        action = f"Reading s3://{self.storage.bucket_name}/{key}"
         try:
             response = self.client.get_object(
                 Bucket=self.storage.bucket_name, Key=key, **self._parameters(key, _CUSTOMER_KEY_PARAMETERS)
             )
-            return response["Body"].read(), str(response["ETag"])
         except ClientError as error:
             if _missing(error):
                 return None
-            raise Unavailable(self.explain(f"Reading s3://{self.storage.bucket_name}/{key}", error)) from error
+            raise Unavailable(self.explain(action, error)) from error
         except BotoCoreError as error:
-            raise Unavailable(self.explain(f"Reading s3://{self.storage.bucket_name}/{key}", error)) from error
+            raise Unavailable(self.explain(action, error)) from error
+        body = _Body(response["Body"], lambda error: Unavailable(self.explain(action, error)))
+        return io.BufferedReader(body), str(response["ETag"])
 
     def write_object(self, key: str, data: bytes, *, replaces: str | None, conditional: bool = True) -> str:
         condition = {"IfMatch": replaces} if replaces else {"IfNoneMatch": "*"}

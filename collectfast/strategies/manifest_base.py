@@ -13,9 +13,9 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any, ClassVar, TypeVar
+from typing import IO, Any, ClassVar, TypeVar
 
 from django.core.files.storage import Storage
 from django.core.management.base import CommandError
@@ -45,6 +45,7 @@ from collectfast.manifest import (
 from collectfast.strategies.base import Strategy
 
 _RemoteStorage = TypeVar("_RemoteStorage", bound=Storage)
+_Read = TypeVar("_Read")
 
 Snapshot = tuple[bytes, str]
 
@@ -112,7 +113,7 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
         self._produced = names
         if cleared:
             return  # clear_remote() deleted the manifest with everything else (or, in a dry run, pretended to)
-        self.adopt(self._read())
+        self._read_and_adopt()
         if not self.verified and self._base.unfinished:
             self._check_after_unfinished()
         elif not self.verified or not self._base.entries:
@@ -317,9 +318,31 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
         try:
             return self.read_manifest()
         except ManifestUnavailable as error:
-            self._writable = False
-            self.warn(f"{error} Every file is uploaded, and the manifest is left as it is.", ManifestWarning)
+            self._unreadable(error)
             return None
+
+    def _read_and_adopt(self) -> None:
+        """Read the manifest and adopt it, a line at a time where the backend streams it.
+
+        At 100,000 entries its bytes (23 MB) would otherwise sit in memory beside the entries.
+        """
+        if type(self).read_manifest is not ManifestStrategy.read_manifest:
+            self.adopt(self._read())  # a subclass reads it its own way
+            return
+        try:
+            opened = self._checked(lambda: self.backend.open_object(self.manifest_key))
+            if opened is None:
+                self.adopt(None)
+                return
+            with opened[0] as stream:
+                self.adopt((stream, opened[1]))
+        except ManifestUnavailable as error:
+            self._base, self._token = Manifest(), None
+            self._unreadable(error)
+
+    def _unreadable(self, error: ManifestUnavailable) -> None:
+        self._writable = False
+        self.warn(f"{error} Every file is uploaded, and the manifest is left as it is.", ManifestWarning)
 
     @property
     def base(self) -> Manifest:
@@ -335,7 +358,7 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
         """Every name this run produced, once started (for pruning's history); None before."""
         return self._produced
 
-    def adopt(self, snapshot: Snapshot | None) -> None:
+    def adopt(self, snapshot: tuple[bytes | IO[bytes], str] | None) -> None:
         """Take a read manifest as the base of later decisions and writes; warn if it cannot be used."""
         self._base, self._token = Manifest(), None
         if snapshot is None:
@@ -477,8 +500,12 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
         A cause that concerns every file (bucket, credentials, endpoint) is a CommandError: stop now
         rather than try each file.
         """
+        return self._checked(lambda: self.backend.read_object(self.manifest_key))
+
+    def _checked(self, read: Callable[[], _Read]) -> _Read:
+        """``read()``, whose Unavailable is a CommandError when its cause concerns every file."""
         try:
-            return self.backend.read_object(self.manifest_key)
+            return read()
         except Unavailable as error:
             cause = error.__cause__
             if cause is not None and diagnose(cause, self.remote_storage).shared_cause in (
