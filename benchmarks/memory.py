@@ -3,10 +3,10 @@
 ``make bench`` gives each contender a bucket of its own, so at N = 100,000 it spends a first
 deploy (about 17 minutes on two shared cores) per contender before any redeploy. This shares
 one bucket: a timed first deploy with the verified manifest seeds it (the object and the
-manifest every mode reads are the same), then each mode's no-change redeploy is timed on it, then
-each mode's first deploy on a fresh bucket if ``BENCH_MEMORY_FIRST`` names it. With ``BENCH_LATENCY_MS``
-the server then waits that long per request and the sequential listing (``list``), the floor and
-the verified redeploy are timed on the same bucket. The same tree, server, launcher and settings
+manifest every mode reads are the same), then each mode's no-change redeploy is timed on it, then,
+with ``BENCH_LATENCY_MS``, the server waits that long per request and the sequential listing
+(``list``), the floor and the verified redeploy are timed on the same bucket; then each mode's first
+deploy on a fresh bucket if ``BENCH_MEMORY_FIRST`` names it. The same tree, server, launcher and settings
 as ``make bench``; every run is checked object by object.
 
 Environment: ``BENCH_N`` (100000), ``BENCH_SEED`` (5), ``BENCH_THREADS`` (20),
@@ -110,12 +110,12 @@ class Runs:
         self.timed("verified", "first", shared)
         for mode in modes:
             self.timed(mode, "nochange", shared)
-        for mode in first:
-            if mode != "verified":
-                self.timed(mode, "first", self.server.new_bucket(f"memory-{mode}"))
         if latency is not None:
             for mode in ("list", "floor", "verified"):
                 self.timed(mode, "nochange", shared, latency)
+        for mode in first:
+            if mode != "verified":
+                self.timed(mode, "first", self.server.new_bucket(f"memory-{mode}"))
 
 
 def table(rows: list[dict[str, Any]]) -> str:
