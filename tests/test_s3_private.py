@@ -10,9 +10,11 @@ import copy
 import gzip
 import io
 import threading
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from botocore.config import Config
+from botocore.utils import parse_timestamp
 from storages.backends.s3 import S3Storage
 
 from collectfast.backends import s3
@@ -113,6 +115,24 @@ def test_connect_shares_the_model_of_the_user_s_client(bucket: Bucket) -> None:
     assert client is not users
     client.put_object(Bucket=bucket.name, Key="k", Body=b"x")
     assert [page["KeyCount"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket.name)] == [1]
+
+
+def test_connect_parses_times_as_botocore_does(bucket: Bucket) -> None:
+    storage = make(bucket)
+    copied = copy.copy(storage)
+    s3.connect(copied, None, model_of=storage.connection.meta.client)
+    users, ours = storage.connection.meta.client, copied.connection.meta.client
+    users.put_object(Bucket=bucket.name, Key="k", Body=b"x")
+
+    # A listing's ISO 8601 times (parsed by collectfast) and a HEAD's RFC 1123 date (by botocore) alike.
+    listed = [client.list_objects_v2(Bucket=bucket.name)["Contents"][0]["LastModified"] for client in (users, ours)]
+    headed = [client.head_object(Bucket=bucket.name, Key="k")["LastModified"] for client in (users, ours)]
+    assert listed[0] == listed[1] and headed[0] == headed[1]
+    assert all(t.tzinfo is not None and t.utcoffset() == timedelta(0) for t in [*listed, *headed])
+    assert s3.parse_time("2026-12-03T18:18:18.000Z") == datetime(2026, 12, 3, 18, 18, 18, tzinfo=timezone.utc)
+    for value in ("2026-12-03T18:18:18.250Z", "2026-12-03T18:18:18", "Thu, 03 Dec 2026 18:18:18 GMT", "1764785898"):
+        assert s3.parse_time(value) == parse_timestamp(value)
+        assert (s3.parse_time(value).tzinfo is None) == (parse_timestamp(value).tzinfo is None)
 
 
 def test_worker_copies_share_the_model_of_the_user_s_storage(bucket: Bucket) -> None:
