@@ -116,6 +116,13 @@ def options_fingerprint(options: Mapping[str, Any]) -> str:
 
 
 def dumps(manifest: Manifest) -> bytes:
+    out = io.BytesIO()
+    dump(manifest, out)
+    return out.getvalue()
+
+
+def dump(manifest: Manifest, out: IO[bytes]) -> None:
+    """Write the document to ``out``, an entry at a time (see :func:`dumps`)."""
     head = {
         "format": FORMAT,
         "version": VERSION,
@@ -128,7 +135,6 @@ def dumps(manifest: Manifest) -> bytes:
         head["unfinished"] = {run: at.isoformat() for run, at in sorted(manifest.unfinished.items())}
     # Written entry by entry, one per line: a document of dicts would hold every entry twice more at
     # 100,000 files, and loads() reads such lines one at a time.
-    out = io.BytesIO()
     out.write(_json(head)[:-1].encode())
     out.write(_ENTRIES)
     entries = manifest.entries
@@ -145,7 +151,6 @@ def dumps(manifest: Manifest) -> bytes:
             fields["gone_since"] = entry.gone_since.isoformat()
         out.write(f"{',' if i else ''}\n{_json(name)}:{_json(fields)}".encode())
     out.write(b"\n}}")
-    return out.getvalue()
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))

@@ -9,6 +9,8 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
+import tracemalloc
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -30,7 +32,9 @@ from collectfast.manifest import (
     merge,
     options_fingerprint,
 )
+from collectfast.strategies import manifest_base
 from collectfast.strategies.manifest import S3ManifestStrategy
+from collectfast.strategies.manifest_base import SPOOL_BYTES, serialised
 from tests.fixtures import Bucket, StaticTree, collectstatic, lists_for, s3_storage
 
 # Inside the command, problems the deploy survives go to its stderr, never to Python's warnings.
@@ -107,6 +111,24 @@ def test_a_stream_reads_as_the_bytes_do():
             loads(broken)
         with pytest.raises(ManifestError):
             loads(io.BytesIO(broken))
+
+
+def test_a_large_manifest_is_written_to_disk_an_entry_at_a_time(tmp_path):
+    manifest = Manifest({f"static/{i:06d}/app.css": entry(str(i).encode()) for i in range(50_000)}, WRITES_HONOURED)
+    data = dumps(manifest)
+
+    tracemalloc.start()
+    try:
+        with serialised(manifest) as document:
+            written = tracemalloc.get_traced_memory()[1]
+            assert document.read() == data
+    finally:
+        tracemalloc.stop()
+
+    # Held whole, the document (10 MB here, 23 MB at 100,000 files) would count twice: in memory, only the
+    # first SPOOL_BYTES, copied once when they go to disk, and the sorted names.
+    assert len(data) > 9 * MIB
+    assert written < 3 * SPOOL_BYTES
 
 
 def test_a_newer_format_is_refused_as_such():
@@ -484,6 +506,21 @@ def test_a_refused_manifest_write_fails_the_command_after_the_uploads(manifest_s
 
     assert site_objects(bucket) == static_tree.files()
     assert MANIFEST not in bucket.list_keys()
+
+
+def test_no_room_for_the_manifest_on_disk_fails_the_command_after_the_uploads(
+    manifest_settings, bucket, static_tree, monkeypatch, tmp_path
+):
+    write_site(static_tree)
+    monkeypatch.setattr(manifest_base, "SPOOL_BYTES", 1)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))
+
+    with pytest.raises(CommandError) as error:
+        collectstatic()
+    assert re.search(r"temporary file in .*gone failed .*TMPDIR.*not saved. The uploads are in place", str(error.value))
+
+    assert site_objects(bucket) == static_tree.files()
+    assert MANIFEST not in bucket.objects()
 
 
 def test_a_manifest_that_keeps_changing_is_given_up_after_bounded_retries(manifest_settings, bucket, static_tree):

@@ -28,7 +28,7 @@ from storages.backends.azure_storage import AzureStorage
 from storages.utils import clean_name
 
 from collectfast import counting, errors
-from collectfast.backends.base import Backend, Page, RemoteObject, Unavailable, WriteConflict
+from collectfast.backends.base import Backend, Body, Page, RemoteObject, Unavailable, WriteConflict, sized
 from collectfast.conf import settings
 from collectfast.hashing import file_md5
 
@@ -272,15 +272,18 @@ class AzureBackend(Backend[AzureStorage]):
         except AzureError as error:
             raise self._unavailable(f"Reading {self.url(key)}", error) from error
 
-    def write_object(self, key: str, data: bytes, *, replaces: str | None, conditional: bool = True) -> str:
+    def write_object(self, key: str, data: Body, *, replaces: str | None, conditional: bool = True) -> str:
         condition: dict[str, Any] = {"overwrite": True}
         if conditional and replaces:
             condition.update(etag=replaces, match_condition=MatchConditions.IfNotModified)
         elif conditional:
             condition["overwrite"] = False  # If-None-Match: *
         settings_ = ContentSettings(content_type="application/json", cache_control="no-cache")
+        stream, size = sized(data)
         try:
-            answer = self.container.get_blob_client(key).upload_blob(data, content_settings=settings_, **condition)
+            answer = self.container.get_blob_client(key).upload_blob(
+                stream, length=size, content_settings=settings_, **condition
+            )
         except (ResourceModifiedError, ResourceExistsError) as error:
             # 412: changed since read; 409: created since read.
             raise WriteConflict(_code(error)) from error

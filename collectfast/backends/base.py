@@ -37,6 +37,19 @@ class RemoteObject:
 #: One listing request's worth of objects.
 Page = list[RemoteObject]
 
+#: What write_object writes: bytes, or a seekable binary stream read from where it stands.
+Body = bytes | IO[bytes]
+
+
+def sized(body: Body) -> tuple[IO[bytes], int]:
+    """``body`` as a stream and the number of bytes left in it; the stream is left where it stood."""
+    if isinstance(body, bytes):
+        return io.BytesIO(body), len(body)
+    start = body.tell()
+    size = body.seek(0, io.SEEK_END) - start
+    body.seek(start)
+    return body, size
+
 
 class WriteConflict(Exception):
     """A conditional write was refused: the object is not the version it was to replace."""
@@ -167,8 +180,8 @@ class Backend(abc.ABC, Generic[_Storage]):
         return None if found is None else (io.BytesIO(found[0]), found[1])
 
     @abc.abstractmethod
-    def write_object(self, key: str, data: bytes, *, replaces: str | None, conditional: bool = True) -> str:
-        """Write a small JSON object and return its new version token.
+    def write_object(self, key: str, data: Body, *, replaces: str | None, conditional: bool = True) -> str:
+        """Write a JSON object (the manifest: a stream when large) and return its new version token.
 
         Conditional writes replace only the version ``replaces`` (create only if absent when None)
         and raise WriteConflict otherwise; ConditionsUnsupported when the service has none; Unavailable else.

@@ -8,7 +8,6 @@ file lock, so two deploys on one machine cannot both replace the same version.
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import tempfile
@@ -19,7 +18,7 @@ from typing import IO, Any, cast
 from django.core.files import locks
 from django.core.files.storage import FileSystemStorage, Storage
 
-from collectfast.backends.base import Backend, Page, RemoteObject, Unavailable, WriteConflict
+from collectfast.backends.base import Backend, Body, Page, RemoteObject, Unavailable, WriteConflict, sized
 from collectfast.hashing import file_md5
 
 
@@ -136,7 +135,7 @@ class FileSystemBackend(Backend[FileSystemStorage]):
         except OSError as error:
             raise Unavailable(self.explain(f"Reading {self.url(key)}", error)) from error
 
-    def write_object(self, key: str, data: bytes, *, replaces: str | None, conditional: bool = True) -> str:
+    def write_object(self, key: str, data: Body, *, replaces: str | None, conditional: bool = True) -> str:
         target = self.url(key)
         try:
             os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -150,17 +149,18 @@ class FileSystemBackend(Backend[FileSystemStorage]):
         except OSError as error:
             raise Unavailable(self.explain(f"Writing {target}", error)) from error
 
-    def _create(self, target: str, data: bytes, *, exclusive: bool) -> str:
+    def _create(self, target: str, data: Body, *, exclusive: bool) -> str:
+        source = sized(data)[0]
         if not exclusive:
-            _write_over(target, io.BytesIO(data), 0o644)
+            _write_over(target, source, 0o644)
             return _version(os.stat(target))
         descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         with os.fdopen(descriptor, "wb") as stream:
-            stream.write(data)
+            shutil.copyfileobj(source, stream)
             stream.flush()
             return _version(os.fstat(stream.fileno()))
 
-    def _replace(self, target: str, data: bytes, replaces: str) -> str:
+    def _replace(self, target: str, data: Body, replaces: str) -> str:
         # Writers lock the file they are about to replace, then check that it is still the one
         # at the path: a writer that waited for the lock finds a newer file there and refuses.
         with open(target, "rb") as current:
@@ -168,7 +168,7 @@ class FileSystemBackend(Backend[FileSystemStorage]):
             try:
                 if _version(os.stat(target)) != replaces:
                     raise WriteConflict(f"{target} changed")
-                _write_over(target, io.BytesIO(data), os.fstat(current.fileno()).st_mode & 0o7777)
+                _write_over(target, sized(data)[0], os.fstat(current.fileno()).st_mode & 0o7777)
                 return _version(os.stat(target))
             finally:
                 locks.unlock(current)

@@ -34,7 +34,7 @@ from storages.backends.gcloud import CONTENT_ENCODING, CONTENT_TYPE, GoogleCloud
 from storages.utils import clean_name
 
 from collectfast import counting, errors
-from collectfast.backends.base import Backend, Page, RemoteObject, Unavailable, WriteConflict
+from collectfast.backends.base import Backend, Body, Page, RemoteObject, Unavailable, WriteConflict, sized
 from collectfast.hashing import BLOCK_SIZE
 
 __all__ = ["GCSBackend", "NotFound", "worker_copy"]
@@ -282,7 +282,7 @@ class GCSBackend(Backend[GoogleCloudStorage]):
             raise Unavailable(self.explain(f"Reading gs://{self.storage.bucket_name}/{key}", error)) from error
         return data, str(blob.generation)
 
-    def write_object(self, key: str, data: bytes, *, replaces: str | None, conditional: bool = True) -> str:
+    def write_object(self, key: str, data: Body, *, replaces: str | None, conditional: bool = True) -> str:
         condition: dict[str, int] = {}
         if conditional:
             # 0: only if absent. A token that is no generation (the probe's) never matches.
@@ -293,7 +293,8 @@ class GCSBackend(Backend[GoogleCloudStorage]):
                 blob = bucket.blob(key)
                 blob.cache_control = "no-cache"
                 # retry=None: the caller retries transient failures itself, and re-reads after a refusal.
-                blob.upload_from_string(data, content_type="application/json", retry=None, **condition)
+                stream, size = sized(data)
+                blob.upload_from_file(stream, size=size, content_type="application/json", retry=None, **condition)
         except (PreconditionFailed, Conflict) as error:
             if not conditional:
                 raise Unavailable(self.explain(f"Writing gs://{self.storage.bucket_name}/{key}", error)) from error

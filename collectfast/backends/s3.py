@@ -44,6 +44,7 @@ from storages.utils import clean_name
 from collectfast import counting, errors
 from collectfast.backends.base import (
     Backend,
+    Body,
     ConditionsUnsupported,
     Page,
     RemoteObject,
@@ -761,7 +762,7 @@ class S3Backend(Backend[S3Storage]):
         body = _Body(response["Body"], lambda error: Unavailable(self.explain(action, error)))
         return io.BufferedReader(body), str(response["ETag"])
 
-    def write_object(self, key: str, data: bytes, *, replaces: str | None, conditional: bool = True) -> str:
+    def write_object(self, key: str, data: Body, *, replaces: str | None, conditional: bool = True) -> str:
         condition = {"IfMatch": replaces} if replaces else {"IfNoneMatch": "*"}
         action = f"Writing s3://{self.storage.bucket_name}/{key}"
         try:

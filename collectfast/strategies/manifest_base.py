@@ -8,19 +8,21 @@ by ``backend_class``; each family's module subclasses it with its own backend
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import sys
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import IO, Any, ClassVar, TypeVar
 
 from django.core.files.storage import Storage
 from django.core.management.base import CommandError
 
-from collectfast.backends.base import Backend, ConditionsUnsupported, Unavailable, WriteConflict
+from collectfast.backends.base import Backend, Body, ConditionsUnsupported, Unavailable, WriteConflict
 from collectfast.conf import settings
 from collectfast.errors import diagnose
 from collectfast.hashing import file_md5
@@ -35,7 +37,7 @@ from collectfast.manifest import (
     ManifestWarning,
     NewerManifestError,
     Stored,
-    dumps,
+    dump,
     loads,
     merge,
     now,
@@ -410,7 +412,7 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
             manifest.updated_at = now()
             manifest.last_uploads = len(changes.upserts) if uploads is None else uploads
             try:
-                self._token = self._write(dumps(manifest), conditional=conditional)
+                self._token = self._write(manifest, conditional=conditional)
             except ManifestConflict:
                 honoured = concurrent = True
                 self.adopt(self.read_manifest())
@@ -430,15 +432,20 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
             f"The manifest {self.manifest_location} changed under this deploy {self.max_write_attempts} times in a row."
         )
 
-    def _write(self, data: bytes, *, conditional: bool) -> str:
+    def _write(self, manifest: Manifest, *, conditional: bool) -> str:
         """``write_manifest``, tried again after a transient failure (throttling, 5xx, a dropped connection).
 
         A retry after an answer lost when the write took effect is refused as a conflict
         (the version changed): ``save`` then re-reads and merges, as with any concurrent writer.
         """
+        with serialised(manifest) as document:
+            return self._write_document(document, conditional=conditional)
+
+    def _write_document(self, document: IO[bytes], *, conditional: bool) -> str:
         for attempt in range(settings.retries + 1):
+            document.seek(0)
             try:
-                return self.write_manifest(data, replaces=self._token, conditional=conditional)
+                return self.write_manifest(document, replaces=self._token, conditional=conditional)
             except ManifestUnavailable as error:
                 cause = error.__cause__
                 if attempt == settings.retries or cause is None or not diagnose(cause, self.remote_storage).transient:
@@ -473,7 +480,8 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
         """
         probe = dataclasses.replace(manifest, conditional_writes=WRITES_IGNORED)
         try:
-            self._token = self.write_manifest(dumps(probe), replaces=_NO_SUCH_VERSION, conditional=True)
+            with serialised(probe) as document:
+                self._token = self.write_manifest(document, replaces=_NO_SUCH_VERSION, conditional=True)
         except (ManifestConflict, ConditionalWritesUnsupported, ManifestUnavailable):
             return
         self._base = probe
@@ -516,8 +524,8 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
                 raise CommandError(str(error)) from cause
             raise
 
-    def write_manifest(self, data: bytes, *, replaces: str | None, conditional: bool = True) -> str:
-        """Write the manifest and return its new token.
+    def write_manifest(self, data: Body, *, replaces: str | None, conditional: bool = True) -> str:
+        """Write the manifest (its bytes, or a seekable stream of them) and return its new token.
 
         Conditional writes replace only the version ``replaces`` (create only
         if absent when None) and raise ManifestConflict when it is not current.
@@ -571,3 +579,22 @@ def with_manifest(names: Collection[str], manifest_name: str) -> list[str]:
     A list, not a set: at 100,000 names a set copy costs megabytes, a list 800 KB.
     """
     return [*names, manifest_name] if names else []
+
+
+#: Documents up to this size are serialised in memory; larger ones (about 235 bytes an entry) go to disk.
+SPOOL_BYTES = 1 << 20
+
+
+@contextlib.contextmanager
+def serialised(manifest: Manifest) -> Iterator[IO[bytes]]:
+    """The document, in a temporary file: at 100,000 entries its 23 MB never sit in memory beside the entries."""
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as document:
+        try:
+            dump(manifest, document)
+            document.seek(0)
+        except OSError as error:
+            raise ManifestUnavailable(
+                f"Writing the manifest to a temporary file in {tempfile.gettempdir()} failed ({error}). "
+                "Free some space there, or set TMPDIR to a writable folder."
+            ) from error
+        yield document
