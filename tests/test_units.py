@@ -246,3 +246,24 @@ def test_the_cached_listing_survives_a_round_trip_in_a_few_entries_and_a_torn_on
     assert len(caches["default"]._cache) == 1 + 3
     caches["default"].delete(strategy.listing_cache_key(1))
     assert strategy.cached_listing() is None
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["a.css", "a/b/c.js", "a/../b.css", "../a.css", "a/..", "/abs.css", "//abs.css", "a\\..\\b.css", "\\abs.css",
+     "a/./b.css", ".", "a/", "..a/b..css", "a/.../b.css"],
+)
+def test_names_are_refused_as_django_refuses_them(name: str) -> None:
+    from django.core.exceptions import SuspiciousFileOperation
+    from django.core.files.utils import validate_file_name
+
+    from collectfast.deploy import validate_name
+
+    try:
+        validate_file_name(name, allow_relative_path=True)
+    except SuspiciousFileOperation as error:
+        with pytest.raises(SuspiciousFileOperation) as ours:
+            validate_name(name)
+        assert str(ours.value) == str(error)
+    else:
+        validate_name(name)
