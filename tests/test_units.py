@@ -250,8 +250,22 @@ def test_the_cached_listing_survives_a_round_trip_in_a_few_entries_and_a_torn_on
 
 @pytest.mark.parametrize(
     "name",
-    ["a.css", "a/b/c.js", "a/../b.css", "../a.css", "a/..", "/abs.css", "//abs.css", "a\\..\\b.css", "\\abs.css",
-     "a/./b.css", ".", "a/", "..a/b..css", "a/.../b.css"],
+    [
+        "a.css",
+        "a/b/c.js",
+        "a/../b.css",
+        "../a.css",
+        "a/..",
+        "/abs.css",
+        "//abs.css",
+        "a\\..\\b.css",
+        "\\abs.css",
+        "a/./b.css",
+        ".",
+        "a/",
+        "..a/b..css",
+        "a/.../b.css",
+    ],
 )
 def test_names_are_refused_as_django_refuses_them(name: str) -> None:
     from django.core.exceptions import SuspiciousFileOperation
