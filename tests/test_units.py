@@ -281,3 +281,22 @@ def test_names_are_refused_as_django_refuses_them(name: str) -> None:
         assert str(ours.value) == str(error)
     else:
         validate_name(name)
+
+
+def test_small_reads_send_every_byte_in_blocks_no_larger_than_the_bytes_left() -> None:
+    from botocore.utils import determine_content_length
+
+    from collectfast.backends.s3 import SmallReads
+    from collectfast.hashing import BLOCK_SIZE
+
+    data = os.urandom(3 * BLOCK_SIZE + 5)
+    source = io.BufferedReader(io.BytesIO(data))
+    body = SmallReads(source)
+    assert determine_content_length(body) == len(data)
+    blocks = list(iter(lambda: body.read(1 << 20), b""))
+    assert [len(block) for block in blocks] == [BLOCK_SIZE] * 3 + [5]
+    assert b"".join(blocks) == data
+    body.seek(10)
+    assert body.tell() == 10
+    assert body.read() == data[10:]
+    assert body.read(1) == b""

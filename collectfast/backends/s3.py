@@ -54,7 +54,7 @@ from collectfast.backends.base import (
     location_prefix,
 )
 from collectfast.conf import settings
-from collectfast.hashing import Fingerprint, stream_fingerprint
+from collectfast.hashing import BLOCK_SIZE, Fingerprint, stream_fingerprint
 from collectfast.object_parameters import PathParameters, storage_hashed_names
 
 _PLAIN_MD5 = re.compile(r"^[0-9a-f]{32}$")
@@ -510,15 +510,50 @@ def put_single_part(worker: S3Storage, name: str, source: IO[bytes], threshold: 
     cleaned = clean_name(name)
     key = storage_key(worker, cleaned)
     params = write_parameters(worker, key, source)
-    body: IO[bytes] | bytes = source
+    body: IO[bytes] | bytes | SmallReads = source
     if gzips(worker, params):
         compressed: bytes = compress(worker, source).read()
         if len(compressed) >= threshold:
             return None
         body = compressed
         params["ContentEncoding"] = "gzip"
+    if not isinstance(body, bytes):
+        body = SmallReads(source)
     worker.connection.meta.client.put_object(Bucket=worker.bucket_name, Key=key, Body=body, **params)
     return str(cleaned)
+
+
+class SmallReads:
+    """A file for botocore to send, read at most ``BLOCK_SIZE`` bytes, or the bytes left, at a time.
+
+    botocore reads a body in 1 MB blocks (the payload hash, the checksum): a buffered file
+    allocates each block whole, then shrinks it to the bytes read. On 20 workers that left
+    the heap fragmented by about 0.5 KB of RSS per uploaded file.
+    """
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self._file = file
+        position = file.tell()
+        self._size = file.seek(0, io.SEEK_END)
+        file.seek(position)
+
+    def read(self, size: int | None = -1) -> bytes:
+        left = max(self._size - self._file.tell(), 0)
+        if size is None or size < 0:
+            return self._file.read(left)
+        return self._file.read(min(size, left, BLOCK_SIZE))
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
 
 
 _ENCRYPTION_PARAMETERS = ("ServerSideEncryption", "SSEKMSKeyId", "SSECustomerAlgorithm", "SSECustomerKey")
