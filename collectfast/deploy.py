@@ -154,14 +154,16 @@ class Deploy:
             return
         self._drained = True
         self.timings["find"] = self.timings.get("find", 0.0) + time.monotonic() - self._started
+        self.found = len(self.tasks)
         paths = [task[1] for task in self.tasks]
-        self.found = len(paths)
-        capacity = cache_capacity_warning(type(self.strategy), len(paths) + len(later_paths))
+        paths.extend(later_paths)
+        capacity = cache_capacity_warning(type(self.strategy), len(paths))
         if capacity:
             self.warn(capacity)
-        self.progress.begin("looking up remote files", total=len(paths) + len(later_paths))
+        self.progress.begin("looking up remote files", total=len(paths))
         with self.phase("look_up"):
-            self.look_up([*paths, *later_paths])
+            self.look_up(paths)
+        del paths
         tasks, self.tasks = self.tasks, []
         self.run_batch(tasks, self.process_task, self.record, after=after, known=self.unchanged_now)
 
@@ -207,6 +209,8 @@ class Deploy:
     ) -> None:
         """Run ``work`` on every task in the pool; ``record(task, copied=...)`` each success, in the tasks' order.
 
+        Consumes ``tasks``: each leaves the list as the pool takes it, and is freed once settled.
+
         ``known(task)``: the result when it is known without work (None: do the work).
         Stops early once failures show a cause that concerns every file. Raises
         CommandError naming the failures; ``after`` says what that leaves undone.
@@ -235,7 +239,7 @@ class Deploy:
         following = 0
         quick = None if known is None else lambda item: known(item[1])
         # Numbered as the pool takes them: a list of numbered tasks would hold every file twice more.
-        for outcome in self.pool.run(enumerate(tasks), lambda item: work(item[1]), quick):
+        for outcome in self.pool.run(enumerate(taken(tasks)), lambda item: work(item[1]), quick):
             finished[outcome.task[0]] = outcome
             if outcome.error is not None:
                 failure = self._failure(outcome.task[1], outcome.error)
@@ -394,6 +398,14 @@ def _load_backend(storage: Storage) -> None:
     path = guess_strategy(storage)
     if path is not None:
         importlib.import_module(path.rpartition(".")[0])
+
+
+def taken(tasks: list[Task]) -> Iterator[Task]:
+    """The tasks in order, each removed from the list as it is yielded: a task is held until it is
+    settled, not to the end of the batch, where the run's memory peaks."""
+    tasks.reverse()
+    while tasks:
+        yield tasks.pop()
 
 
 def validate_name(name: str) -> None:
