@@ -758,3 +758,23 @@ def test_upload_all_overwrites_in_place_on_a_storage_that_keeps_files(settings, 
     collectstatic()
 
     assert StaticTree(tmp_path / "root").files() == static_tree.files()
+
+
+def test_a_key_listed_twice_does_not_stand_for_one_left_out(manifest_settings, bucket):
+    # A unit test: the listing is stubbed to show what no real server here would list.
+    from django.contrib.staticfiles.storage import staticfiles_storage
+
+    from collectfast.backends.base import RemoteObject
+    from collectfast.manifest import Entry, Manifest
+
+    strategy = S3ManifestStrategy(staticfiles_storage)
+    at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    strategy._base = Manifest(entries={name: Entry("0" * 32, 1, "0" * 32, "", at) for name in ("a.css", "b.css")})
+    listed = RemoteObject("a.css", "0" * 32, 1)
+    strategy.backend.list_pages = lambda names: iter([[listed], [listed]])  # type: ignore[method-assign]
+
+    assert strategy.unconfirmed(["a.css", "b.css"]) == {"b.css"}
+    strategy.backend.list_pages = lambda names: iter([[listed, RemoteObject("b.css", "0" * 32, 1)]])  # type: ignore[method-assign]
+    assert strategy.unconfirmed(["a.css", "b.css"]) == set()
+    strategy.backend.list_pages = lambda names: iter([[RemoteObject("b.css", "1" * 32, 1)]])  # type: ignore[method-assign]
+    assert strategy.unconfirmed(["a.css", "b.css"]) == {"a.css", "b.css"}

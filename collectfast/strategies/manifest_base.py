@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
+import itertools
 import sys
 import tempfile
 import threading
@@ -97,6 +98,8 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
         self._md5s: dict[str, str] = {}
         self._changes = Changes()
         self._outcome: str | None = None
+        #: The run's names, from start(); a set of them (4 MB at 100,000) is built once asked for, after the listing.
+        self._names: list[str] | None = None
         self._produced: frozenset[str] | None = None
         #: Trusting deploys mark the manifest before uploading; verified ones check what they trust anyway.
         self.marks_unfinished = not self.verified
@@ -106,13 +109,13 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
         self._last_upload_time = datetime.min.replace(tzinfo=timezone.utc)
 
     def start(self, prefixed_paths: Sequence[str], *, dry_run: bool = False, cleared: bool = False) -> None:
-        names = frozenset(map(self._name_or_path, prefixed_paths))
+        names = list(map(self._name_or_path, prefixed_paths))
         if self.manifest_name in names:
             raise CommandError(
                 f"A static file is collected to {self.manifest_name!r}, where COLLECTFAST_MANIFEST keeps the "
                 "manifest. Rename that file, or set COLLECTFAST_MANIFEST to another key."
             )
-        self._produced = names
+        self._names, self._produced = names, None
         if cleared:
             return  # clear_remote() deleted the manifest with everything else (or, in a dry run, pretended to)
         self._read_and_adopt()
@@ -121,8 +124,9 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
         elif not self.verified or not self._base.entries:
             return  # trusting, or nothing to verify: spare the listing
         self._distrusted = self.unconfirmed(names)
+        produced = (self.produced or frozenset()) if self._distrusted else frozenset()
         for name in self._distrusted:
-            if name not in names:
+            if name not in produced:
                 # Deleted or replaced by hand, and no local file to repair it with: stop claiming it.
                 self._changes.removals[name] = self._base.entries[name]
 
@@ -132,14 +136,20 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
         Compared page by page, so the listing is never held whole beside the entries.
         """
         entries, prefix, manifest_key = self._base.entries, self.backend.prefix, self.manifest_key
-        unconfirmed = set(entries)
+        # A list of the entries' own (interned) names, not a set of every entry: 4 MB at 100,000, at the peak.
+        confirmed: list[str] = []
         for page in self.backend.list_pages(with_manifest(names, self.manifest_name)):
             for listed in page:
                 name = listed.key[len(prefix) :]
                 entry = entries.get(name) if listed.key != manifest_key else None
                 if entry is not None and (entry.etag, entry.size) == (listed.checksum, listed.size):
-                    unconfirmed.discard(name)
-        return set(unconfirmed)  # sized to the few left, not to every entry
+                    confirmed.append(sys.intern(name))
+        confirmed.sort()
+        # Counted once each: a server that listed a key twice must not make up for one it left out.
+        if sum(1 for _ in itertools.groupby(confirmed)) == len(entries):
+            return set()
+        held = set(confirmed)
+        return {name for name in entries if name not in held}
 
     def _name_or_path(self, prefixed_path: str) -> str:
         # The path's own string when they are equal: a copy per file costs megabytes at 100,000 files.
@@ -274,9 +284,10 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
             changes = self._changes.copy()
         if self._marked:
             changes.ended.add(self._run)
-        if succeeded and self._produced is not None:
+        produced = self.produced if succeeded else None
+        if produced is not None:
             # The history pruning reads (docs/pruning.rst), recorded with every write of a deploy.
-            changes.produced, changes.deployed_at = self._produced, now()
+            changes.produced, changes.deployed_at = produced, now()
         if not changes and not (changes.produced is not None and produced_again(self._base, changes.produced)):
             self._outcome = f"Manifest unchanged ({len(self._base.entries)} entries)."
             return
@@ -358,6 +369,8 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
     @property
     def produced(self) -> frozenset[str] | None:
         """Every name this run produced, once started (for pruning's history); None before."""
+        if self._produced is None and self._names is not None:
+            self._produced, self._names = frozenset(self._names), None
         return self._produced
 
     def adopt(self, snapshot: tuple[bytes | IO[bytes], str] | None) -> None:
