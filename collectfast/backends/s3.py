@@ -510,15 +510,13 @@ def put_single_part(worker: S3Storage, name: str, source: IO[bytes], threshold: 
     cleaned = clean_name(name)
     key = storage_key(worker, cleaned)
     params = write_parameters(worker, key, source)
-    body: IO[bytes] | bytes | SmallReads = source
+    body: SmallReads | bytes = SmallReads(source)
     if gzips(worker, params):
         compressed: bytes = compress(worker, source).read()
         if len(compressed) >= threshold:
             return None
         body = compressed
         params["ContentEncoding"] = "gzip"
-    if not isinstance(body, bytes):
-        body = SmallReads(source)
     worker.connection.meta.client.put_object(Bucket=worker.bucket_name, Key=key, Body=body, **params)
     return str(cleaned)
 
@@ -528,7 +526,7 @@ class SmallReads:
 
     botocore reads a body in 1 MB blocks (the payload hash, the checksum): a buffered file
     allocates each block whole, then shrinks it to the bytes read. On 20 workers that left
-    the heap fragmented by about 0.5 KB of RSS per uploaded file.
+    the heap fragmented by about 0.4 KB of RSS per uploaded file.
     """
 
     def __init__(self, file: IO[bytes]) -> None:
