@@ -18,6 +18,7 @@ from botocore.utils import parse_timestamp
 from storages.backends.s3 import S3Storage
 
 from collectfast.backends import s3
+from collectfast.conf import settings
 from tests.fixtures import Bucket, s3_storage
 
 
@@ -76,15 +77,15 @@ def test_save_overwrites_in_place_even_where_save_would_pick_another_name(bucket
     assert not s3.saves_as_stock(Custom(**s3_storage(bucket)["OPTIONS"]))
 
 
-def test_connect_gives_a_copy_its_own_resource_from_one_session(bucket: Bucket) -> None:
+def test_connect_gives_a_copy_its_own_resource(bucket: Bucket) -> None:
     storage = make(bucket, client_config=Config(read_timeout=7))
     storage.connection  # noqa: B018 - the user's storage has made its connection
 
     first, second = copy.copy(storage), copy.copy(storage)
     # django-storages drops its connections when copied: the copies share nothing with the user's storage.
     assert getattr(first._connections, "connection", None) is None
-    session = s3.connect(first, None)
-    assert s3.connect(second, session) is session
+    s3.connect(first)
+    s3.connect(second)
     made_on_another_thread: list[Any] = []
     thread = threading.Thread(
         target=lambda: made_on_another_thread.append(getattr(first._connections, "connection", None))
@@ -107,7 +108,7 @@ def test_connect_shares_the_model_of_the_user_s_client(bucket: Bucket) -> None:
     users = storage.connection.meta.client
 
     copied = copy.copy(storage)
-    s3.connect(copied, None, model_of=users)
+    s3.connect(copied, model_of=users)
     client = copied.connection.meta.client
 
     # botocore's loader holds S3's parsed model and endpoint data: one of them per process, not per session.
@@ -120,7 +121,7 @@ def test_connect_shares_the_model_of_the_user_s_client(bucket: Bucket) -> None:
 def test_connect_parses_times_as_botocore_does(bucket: Bucket) -> None:
     storage = make(bucket)
     copied = copy.copy(storage)
-    s3.connect(copied, None, model_of=storage.connection.meta.client)
+    s3.connect(copied, model_of=storage.connection.meta.client)
     users, ours = storage.connection.meta.client, copied.connection.meta.client
     users.put_object(Bucket=bucket.name, Key="k", Body=b"x")
 
@@ -150,6 +151,35 @@ def test_worker_copies_share_the_model_of_the_user_s_storage(bucket: Bucket) -> 
         thread.join()
     assert len(loaders) == 3
     assert all(loader is storage.connection.meta.client._loader for loader in loaders)
+
+
+def test_worker_copies_have_a_resource_each_over_one_client(bucket: Bucket) -> None:
+    storage = make(bucket, client_config=Config(read_timeout=7, max_pool_connections=4))
+    watched: list[Any] = []
+    workers = s3.WorkerStorages(storage=storage, watch=watched.append)
+    resources: list[Any] = []
+
+    def work(n: int) -> None:
+        resource = workers.for_this_thread(storage).connection  # S3Storage.connection is per thread
+        resource.meta.client.put_object(Bucket=bucket.name, Key=f"k{n}", Body=b"x")
+        resources.append(resource)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    # boto3's resources are not thread-safe, its clients are: a resource per thread, over one client.
+    assert len({id(resource) for resource in resources}) == 6
+    assert len({id(resource.meta.client) for resource in resources}) == 1
+    client = resources[0].meta.client
+    assert watched == [client] and workers.client(storage) is client
+    assert client is not storage.connection.meta.client
+    # Its pool holds a connection for every worker, listing range and s3transfer thread at once.
+    wanted = settings.threads + s3.RANGES_AT_ONCE + s3.TRANSFER_THREADS
+    assert (client.meta.config.max_pool_connections, client.meta.config.read_timeout) == (wanted, 7)
+    assert bucket.list_keys() == [f"k{n}" for n in range(6)]
 
 
 def test_user_provided_tells_the_options_a_config_was_given() -> None:

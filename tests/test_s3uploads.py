@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from typing import Any, ClassVar, cast
@@ -48,6 +49,7 @@ class KeptStrategy(S3ManifestStrategy):
 def recorder(bucket: Bucket) -> UploadRecorder:
     recorder = UploadRecorder()
     recorder.watch(bucket.client)
+    recorder.expect(KEY)
     return recorder
 
 
@@ -87,6 +89,17 @@ def test_an_upload_whose_completion_is_refused_is_forgotten(bucket: Bucket, reco
     assert recorder._parts == {} and recorder.pop(KEY) is None
 
 
+def test_only_the_uploads_under_way_are_recorded(bucket: Bucket, recorder: UploadRecorder) -> None:
+    # The client is shared with the manifest's writes, which are no upload of the run's.
+    bucket.client.put_object(Bucket=bucket.name, Key="collectfast-manifest.json", Body=b"{}")
+    bucket.client.put_object(Bucket=bucket.name, Key=KEY, Body=b"body")
+    recorder.forget(KEY)
+    bucket.client.put_object(Bucket=bucket.name, Key=KEY, Body=b"again")
+
+    assert recorder._stored == {KEY: (hashlib.md5(b"body").hexdigest(), 4)}
+    assert recorder.pop(KEY) == (hashlib.md5(b"body").hexdigest(), 4) and recorder.pop(KEY) is None
+
+
 @pytest.fixture
 def slow_server(bucket: Bucket) -> Iterator[Bucket]:
     yield bucket
@@ -98,6 +111,7 @@ def test_an_upload_whose_completion_gets_no_answer_is_forgotten(slow_server: Buc
     client = make_client(bucket.server.endpoint_url, Config(read_timeout=0.2, retries={"total_max_attempts": 1}))
     recorder = UploadRecorder()
     recorder.watch(client)
+    recorder.expect(KEY)
     upload_id = start_upload(Bucket(bucket.name, bucket.server, client), recorder)
     bucket.server.configure(delay_ms=1000)
 

@@ -2,7 +2,7 @@
 
 Listing (ListObjectsV2, key ranges at once), uploads with django-storages' own
 key, parameters and gzip, DeleteObjects, conditional PutObject for the deploy
-manifest, per-thread clients from one session, request counting, and what each
+manifest, one client shared by the worker threads, request counting, and what each
 botocore error means (collectfast.errors) in words that name the fix.
 """
 
@@ -17,7 +17,6 @@ import sys
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import IO, Any, cast
 
@@ -66,6 +65,8 @@ RANGE_KEYS = 5000
 #: Ranges listed at once, whatever COLLECTFAST_THREADS says: eight already cut a 100-page listing's
 #: latency eightfold, and more pages at once can make a small S3-compatible server answer past the read timeout.
 RANGES_AT_ONCE = 8
+#: s3transfer's threads for the one upload in parts at a time (its default ``max_concurrency``).
+TRANSFER_THREADS = 10
 
 
 _TRANSIENT_CODES = {
@@ -165,37 +166,52 @@ errors.register(diagnose_s3)
 
 
 class WorkerStorages:
-    """Copies of an S3Storage for worker threads, each with a boto3 resource and client of its own.
+    """Copies of an S3Storage for worker threads: a boto3 resource each, over one client they share.
 
-    The resources come from one boto3 session, built one at a time under a lock:
-    a session per thread would load S3's service model once per thread (about
-    15 MB each). That session reads the model through the loader of ``storage``'s
-    own client, so the user's storage and the copies hold it once.
+    boto3's clients are thread-safe, its resources are not. One client for every thread,
+    instead of one per thread, saves about 0.4 MB per thread (its endpoint, event hooks and
+    connection pool), and its pool keeps connections for them all. Its session reads S3's model
+    (about 12 MB once parsed) through the loader of ``storage``'s own client, so the user's storage
+    and the copies hold it once.
     """
 
-    def __init__(self, layer: PathParameters | None = None, storage: S3Storage | None = None) -> None:
+    def __init__(
+        self,
+        layer: PathParameters | None = None,
+        storage: S3Storage | None = None,
+        watch: Callable[[Any], None] | None = None,
+    ) -> None:
         #: COLLECTFAST_OBJECT_PARAMETERS, layered on every copy (never on the user's storage).
         self.layer = layer
+        #: Hooks the shared client once it is made, before any thread can send on it.
+        self._watch = watch
         #: The user's storage's client on the thread that made this (the command's): its model is shared.
         self._model_of: Any = None
         # A bad endpoint, say: the first request raises it again, and reports it.
         with contextlib.suppress(Exception):
             self._model_of = None if storage is None else storage.connection.meta.client
         self._lock = threading.Lock()
-        self._session: Any = None
-        self._local = threading.local()
+        self._resource: Any = None
         self.started = datetime.now(timezone.utc)
         self._multipart_keys: set[str] = set()
         # s3transfer holds up to 10 parts of 8 MiB in memory per multipart upload, and
         # sends them on threads of its own: one such upload at a time keeps memory
         # bounded whatever the number of large files, and the bandwidth busy.
         self.multipart_slot = threading.Semaphore(1)
-        self._idle_clients: list[Any] = []
 
     def for_this_thread(self, storage: Storage) -> S3Storage:
+        """A copy of ``storage`` whose resource is this thread's own, over the shared client."""
         worker = self.copy(storage)
         with self._lock:
-            self._session = connect(worker, self._session, model_of=self._model_of)
+            if self._resource is None:
+                connect(worker, model_of=self._model_of)
+                self._resource = worker._connections.connection
+                counting.instrument(self._resource.meta.client)
+                if self._watch is not None:
+                    self._watch(self._resource.meta.client)
+                return worker
+            resource = self._resource
+        worker._connections.connection = type(resource)(client=resource.meta.client)
         return worker
 
     def copy(self, storage: Storage) -> S3Storage:
@@ -245,26 +261,10 @@ class WorkerStorages:
         return f"Aborted {aborted} abandoned multipart upload{'' if aborted == 1 else 's'}."
 
     def client(self, storage: Storage) -> Any:
-        """This thread's client for requests outside uploads (listing, deletes, the manifest), counted."""
-        client = getattr(self._local, "client", None)
-        if client is None:
-            client = self._local.client = self.for_this_thread(storage).connection.meta.client
-            counting.instrument(client)
-        return client
-
-    @contextmanager
-    def borrowed_client(self, storage: Storage) -> Iterator[Any]:
-        """A counted client of its own for one task on any thread (a range of a listing), kept for the next."""
+        """The shared client, counted, for requests outside uploads (listing, deletes, the manifest)."""
         with self._lock:
-            client = self._idle_clients.pop() if self._idle_clients else None
-        if client is None:
-            client = self.for_this_thread(storage).connection.meta.client
-            counting.instrument(client)
-        try:
-            yield client
-        finally:
-            with self._lock:
-                self._idle_clients.append(client)
+            resource = self._resource
+        return (resource or self.for_this_thread(storage).connection).meta.client
 
 
 def range_bounds(sorted_keys: Sequence[str], threads: int) -> list[str]:
@@ -358,6 +358,10 @@ def deploy_config(config: Config | None) -> Config:
         ours["read_timeout"] = settings.read_timeout
     if "retries" not in given:
         ours["retries"] = {"mode": "standard"}  # 3 attempts, with backoff
+    # One client serves every worker, the ranges of a listing and s3transfer's threads for one file in parts.
+    wanted = settings.threads + RANGES_AT_ONCE + TRANSFER_THREADS
+    if getattr(config, "max_pool_connections", 0) < wanted:  # botocore's default: 10
+        ours["max_pool_connections"] = wanted
     return config.merge(Config(**ours)) if ours else config
 
 
@@ -398,19 +402,17 @@ def saves_as_stock(storage: S3Storage) -> bool:
     return type(storage)._save is S3Storage._save
 
 
-def connect(storage: S3Storage, session: Any | None, *, model_of: Any = None) -> Any:
-    """Give ``storage`` (a copy, without connections) a resource from ``session``, made from its settings if None.
+def connect(storage: S3Storage, *, model_of: Any = None) -> None:
+    """Give ``storage`` (a copy, without connections) a resource from a session made from its settings.
 
     S3Storage keeps its resource per thread in ``_connections``; its session factory reads the storage's
-    credentials. A session made here reads S3's model and endpoint data (about 12 MB once parsed)
-    through the botocore loader of the client ``model_of``, if given, instead of parsing its own.
-    Returns the session, to share with the next copy.
+    credentials. The session reads S3's model and endpoint data (about 12 MB once parsed) through the
+    botocore loader of the client ``model_of``, if given, instead of parsing its own.
     """
-    if session is None:
-        session = storage._create_session()
-        if model_of is not None:
-            session._session.register_component("data_loader", model_of._loader)
-        session._session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_time)
+    session = storage._create_session()
+    if model_of is not None:
+        session._session.register_component("data_loader", model_of._loader)
+    session._session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_time)
     storage._connections.connection = session.resource(
         "s3",
         region_name=storage.region_name,
@@ -419,7 +421,6 @@ def connect(storage: S3Storage, session: Any | None, *, model_of: Any = None) ->
         config=deploy_config(storage.client_config),
         verify=storage.verify,
     )
-    return session
 
 
 def parse_time(value: str) -> datetime:
@@ -596,10 +597,10 @@ class S3Backend(Backend[S3Storage]):
     def __init__(self, storage: S3Storage) -> None:
         super().__init__(storage)
         self.path_parameters = path_parameters(storage)
-        self.workers = WorkerStorages(self.path_parameters, storage)
+        self.recorder = UploadRecorder()
+        self.workers = WorkerStorages(self.path_parameters, storage, watch=self.recorder.watch)
         #: The storage decisions read write parameters from: with the per-path ones when configured.
         self.decisions = self.workers.copy(storage) if self.path_parameters else storage
-        self.recorder = UploadRecorder()
 
     @property
     def client(self) -> Any:
@@ -645,9 +646,9 @@ class S3Backend(Backend[S3Storage]):
 
         def one(after: str | None, last: str | None) -> None:
             try:
-                with self.workers.borrowed_client(self.storage) as client:
-                    for page in list_range(client, self.storage.bucket_name, self.prefix, after, last):
-                        pages.put(page)
+                client = self.workers.client(self.storage)
+                for page in list_range(client, self.storage.bucket_name, self.prefix, after, last):
+                    pages.put(page)
             except BaseException as error:  # noqa: BLE001 - handed to the consuming thread
                 pages.put(error)
             finally:
@@ -750,8 +751,12 @@ class S3Backend(Backend[S3Storage]):
         self, path: str, prefixed_path: str, local_storage: Storage, worker: Storage
     ) -> tuple[str, RemoteObject | None]:
         storage = cast(S3Storage, worker)
-        self.recorder.watch(storage.connection.meta.client)
-        saved = save_in_place(path, prefixed_path, local_storage, storage, self.workers)
+        expected = self.key(prefixed_path)
+        self.recorder.expect(expected)
+        try:
+            saved = save_in_place(path, prefixed_path, local_storage, storage, self.workers)
+        finally:
+            self.recorder.forget(expected)
         key = self.key(saved)
         stored = self.recorder.pop(key)
         return saved, None if stored is None else RemoteObject(key, *stored)
@@ -841,11 +846,13 @@ class UploadRecorder:
 
     s3transfer sends the requests of one upload from threads of its own, so
     requests are tied to their key through botocore's per-request context,
-    never through the calling thread.
+    never through the calling thread. The client is shared with other requests
+    (the manifest's PutObject): only the keys an upload is under way for are recorded.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._expected: set[str] = set()
         self._stored: dict[str, tuple[str, int]] = {}
         self._parts: dict[str, dict[int, int]] = {}
         self._id = f"collectfast-upload-recorder-{id(self)}"
@@ -867,6 +874,15 @@ class UploadRecorder:
         ):
             events.register(event, self._on_end, unique_id=f"{self._id}-{event}")
 
+    def expect(self, key: str) -> None:
+        """Record what the uploads of ``key`` store, until :meth:`forget`."""
+        with self._lock:
+            self._expected.add(key)
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._expected.discard(key)
+
     def pop(self, key: str) -> tuple[str, int] | None:
         """What the last successful upload of ``key`` stored, once."""
         with self._lock:
@@ -881,7 +897,8 @@ class UploadRecorder:
         key, _, _, size = context.get(_CONTEXT_KEY, (None, None, None, None))
         if http_response.status_code < 300 and key and size is not None and parsed.get("ETag"):
             with self._lock:
-                self._stored[key] = (parsed["ETag"].strip('"'), size)
+                if key in self._expected:
+                    self._stored[key] = (parsed["ETag"].strip('"'), size)
 
     def _on_part(self, http_response: Any, parsed: dict[str, Any], context: dict[str, Any], **kwargs: Any) -> None:
         _, upload_id, number, size = context.get(_CONTEXT_KEY, (None, None, None, None))
@@ -899,5 +916,5 @@ class UploadRecorder:
         key, upload_id, _, _ = context.get(_CONTEXT_KEY, (None, None, None, None))
         with self._lock:
             parts = self._parts.pop(upload_id, None)
-            if http_response.status_code < 300 and key and parts and parsed.get("ETag"):
+            if http_response.status_code < 300 and key in self._expected and parts and parsed.get("ETag"):
                 self._stored[key] = (parsed["ETag"].strip('"'), sum(parts.values()))
