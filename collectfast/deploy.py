@@ -22,7 +22,7 @@ from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
 from django.core.files.storage import Storage
 from django.core.management.base import CommandError
 
-from collectfast import counting, errors
+from collectfast import arenas, counting, errors
 from collectfast.backends import backend_class_for
 from collectfast.cdn import Invalidation
 from collectfast.checks import cache_capacity_warning
@@ -126,6 +126,7 @@ class Deploy:
         return errors.diagnose(error, self.storage).transient
 
     def begin(self) -> None:
+        arenas.limit()  # before the run starts any thread
         counting.activate(self.requests)
         # Backends count their own clients' requests (counting.record); boto3 clients of other storages are hooked.
         has_backend = backend_class_for(self.storage) is not None
