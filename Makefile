@@ -102,7 +102,7 @@ tox: $(BIN)/.tox-installed
 LOCALSTACK_VENV ?= .venv-localstack
 LOCALSTACK_PYTHON ?= $(shell for p in python3.13 python3.12 $$HOME/.pyenv/versions/3.13*/bin/python $$HOME/.pyenv/versions/3.12*/bin/python python3; do $$p -c 'import sys; assert sys.version_info >= (3, 12)' >/dev/null 2>&1 && { echo $$p; break; }; done)
 LOCALSTACK_REQUIREMENTS = 'localstack-core[base-runtime]==2026.3.0' 'cbor2<5.7' 'cryptography==43.0.3' 'pyopenssl==24.2.1' 'service_identity<24.3'
-S3_TEST_MODULES = tests/test_s3.py tests/test_manifest.py tests/test_manifest_storage.py tests/test_failures.py
+S3_TEST_MODULES = tests/test_s3.py tests/test_s3_private.py tests/test_s3uploads.py tests/test_manifest.py tests/test_manifest_storage.py tests/test_failures.py
 
 .PHONY: test-s3-compat
 test-s3-compat: $(BIN)/.installed
