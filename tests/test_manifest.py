@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -18,6 +19,7 @@ import pytest
 from django.core.cache import caches
 from django.core.management.base import CommandError
 
+from collectfast import manifest as manifest_module
 from collectfast.manifest import (
     WRITES_HONOURED,
     WRITES_IGNORED,
@@ -62,6 +64,25 @@ def test_a_manifest_survives_a_round_trip():
     manifest = Manifest({"css/ü n.css": entry(b"a"), "b.js": entry(b"b", at=5)}, WRITES_HONOURED, T0, 2)
 
     assert loads(dumps(manifest)) == manifest
+
+
+def test_entry_lines_with_and_without_escapes_read_alike():
+    gone = dataclasses.replace(entry(b"g", at=9), gone_since=T0 + timedelta(days=1))
+    names = {'a "quoted".css': entry(b"q"), "back\\slash.js": entry(b"b"), "tab\t.txt": entry(b"t")}
+    plain = {"css/ü n.css": entry(b"a"), "gone.js": gone, "other.js": dataclasses.replace(entry(b"o"), etag="e-2")}
+    manifest = Manifest({**names, **plain}, WRITES_HONOURED, T0, 2)
+    data = dumps(manifest)
+
+    lines = data.split(b"\n")[1:-1]
+    read_plainly = {line.split(b'"')[1].decode() for line in lines if manifest_module._PLAIN_LINE.fullmatch(line)}
+    assert read_plainly == set(plain)  # the others went through the JSON decoder
+    assert loads(io.BytesIO(data)) == loads(data) == manifest
+    assert loads(io.BytesIO(data)).entries["gone.js"].gone_since == T0 + timedelta(days=1)
+    (other,) = [line for line in lines if line.startswith(b'"other.js"')]
+    broken = data.replace(other, other.replace(T0.isoformat().encode(), b"yesterday"))
+    for read in (broken, io.BytesIO(broken)):
+        with pytest.raises(ManifestError, match="uploaded_at of 'other.js' is not an ISO 8601 time"):
+            loads(read)
 
 
 @pytest.mark.parametrize(
