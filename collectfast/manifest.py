@@ -111,6 +111,19 @@ def options_fingerprint(options: Mapping[str, Any]) -> str:
 
     Hashed, never stored in clear: options may hold an encryption key.
     """
+    # Most files of a run share their options: computed once per distinct set of strings. Other values
+    # (Metadata's dict; True, which equals 1 as a key would) are digested each time.
+    if all(type(value) is str for value in options.values()):
+        return _fingerprint(tuple(sorted(options.items())))
+    return _digest(options)
+
+
+@functools.lru_cache(maxsize=256)
+def _fingerprint(items: tuple[tuple[str, str], ...]) -> str:
+    return _digest(dict(items))
+
+
+def _digest(options: Mapping[str, Any]) -> str:
     canonical = json.dumps(options, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 

@@ -200,6 +200,12 @@ def test_the_options_fingerprint_follows_every_option_and_ignores_their_order():
     assert options_fingerprint(base) != options_fingerprint({**base, "CacheControl": "max-age=61"})
     assert options_fingerprint(base) != options_fingerprint({**base, "ContentEncoding": "gzip"})
     assert "secret" not in options_fingerprint({"SSECustomerKey": "secret"})
+    # Digested once per set of strings; other values each time, by their JSON.
+    assert options_fingerprint({"BucketKeyEnabled": True}) != options_fingerprint({"BucketKeyEnabled": 1})
+    assert options_fingerprint({**base, "Metadata": {"a": "1"}}) != options_fingerprint(
+        {**base, "Metadata": {"a": "2"}}
+    )
+    assert options_fingerprint({"ContentType": "1"}) != options_fingerprint({"ContentType": 1})
 
 
 # The S3 strategy, against the real test server.
