@@ -258,8 +258,7 @@ def _plain_entry(line: re.Match[bytes]) -> tuple[str, Entry] | None:
         gone_since = None if gone is None else _time(gone.decode(), "")
     except ManifestError:
         return None
-    etag_text = md5_text if etag == md5 else etag.decode()
-    return text, Entry(md5_text, int(size), etag_text, sys.intern(options.decode()), uploaded, gone_since)
+    return text, _new_entry(md5_text, int(size), etag.decode(), options.decode(), uploaded, gone_since)
 
 
 def _whole(data: bytes) -> Any:
@@ -338,12 +337,17 @@ def _entry(name: str, fields: Any) -> Entry:
         raise ManifestError(f"the entry {name!r} has no valid size")
     if not (isinstance(etag, str) and etag) or not (isinstance(options, str) and options):
         raise ManifestError(f"the entry {name!r} has no etag or options")
-    # One string object where values repeat: at 100,000 entries that saves megabytes.
-    etag = md5 if etag == md5 else etag
     uploaded_at = _time(fields.get("uploaded_at"), f"uploaded_at of {name!r}")
     gone = fields.get("gone_since")
     gone_since = None if gone is None else _time(gone, f"gone_since of {name!r}")
-    return Entry(md5, size, etag, sys.intern(options), uploaded_at, gone_since)
+    return _new_entry(md5, size, etag, options, uploaded_at, gone_since)
+
+
+def _new_entry(
+    md5: str, size: int, etag: str, options: str, uploaded_at: datetime, gone_since: datetime | None
+) -> Entry:
+    # One string object where values repeat: at 100,000 entries that saves megabytes.
+    return Entry(md5, size, md5 if etag == md5 else etag, sys.intern(options), uploaded_at, gone_since)
 
 
 def _time(value: Any, what: str) -> datetime:
