@@ -14,7 +14,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,8 @@ from collectfast.strategies import Strategy, guess_strategy
 
 #: ``(path, prefixed_path, source storage)``, as collectstatic hands each found file over.
 Task = tuple[str, str, Storage]
+#: A task as the pool holds it: its number in the batch, the task, and its decision if made already (decide_here).
+Item = tuple[int, Task, bool | None]
 Log = Callable[[str, int], None]
 Warn = Callable[[str], None]
 
@@ -166,13 +168,14 @@ class Deploy:
             self.look_up(paths)
         del paths
         tasks, self.tasks = self.tasks, []
-        self.run_batch(tasks, self.process_task, self.record, after=after, known=self.unchanged_now)
+        self.run_batch(tasks, self.process_task, self.record, after=after, decide=self.decide_here)
 
     def look_up(self, paths: list[str]) -> None:
         """``strategy.start(paths)``; meanwhile a strategy with ``prefetch`` hashes the queued local files.
 
-        The listing and the hashing overlap: whatever is hashed before the listing is in is not
-        hashed again when decided. An error of ``start`` is raised here, before any upload.
+        The listing runs on a thread of its own and the hashing on this one: threads that take turns
+        hashing small files spend more on handing the GIL over than on hashing. Whatever is hashed before
+        the listing is in is not hashed again when decided. An error of ``start`` is raised here, before any upload.
         """
         prefetch = getattr(self.strategy, "prefetch", None)
         if not callable(prefetch) or self.threads <= 1 or self.cleared:
@@ -191,10 +194,11 @@ class Deploy:
 
         threading.Thread(target=start, name="collectfast_look_up", daemon=True).start()
         # Each prefetched checksum is held until its file is decided: a cap keeps that bounded at any N.
-        waiting = (task for task in itertools.islice(self.tasks, PREFETCH_LIMIT) if not done.is_set())
-        # A file that fails here is read again when decided, which reports it.
-        for _ in self.pool.run(waiting, lambda task: prefetch(*task)):
-            pass
+        for task in itertools.islice(self.tasks, PREFETCH_LIMIT):
+            if done.is_set():
+                break
+            with suppress(Exception):  # a file that fails here is read again when decided, which reports it
+                prefetch(*task)
         done.wait()
         if failed:
             raise failed[0]
@@ -206,13 +210,14 @@ class Deploy:
         record: Callable[..., None],
         *,
         after: str,
-        known: Callable[[Task], bool | None] | None = None,
+        decide: Callable[[Task], bool | None] | None = None,
     ) -> None:
         """Run ``work`` on every task in the pool; ``record(task, copied=...)`` each success, in the tasks' order.
 
         Consumes ``tasks``: each leaves the list as the pool takes it, and is freed once settled.
 
-        ``known(task)``: the result when it is known without work (None: do the work).
+        ``decide(task)``, on this thread: False when the file is unchanged, True when it is to be uploaded
+        (the pool then only uploads it, :meth:`upload_task`), None to leave the decision to ``work`` in the pool.
         Stops early once failures show a cause that concerns every file. Raises
         CommandError naming the failures; ``after`` says what that leaves undone.
         """
@@ -220,7 +225,7 @@ class Deploy:
         self.progress.begin("uploading")
         try:
             with self.phase("upload"):
-                self._run_batch(tasks, work, record, after=after, known=known)
+                self._run_batch(tasks, work, record, after=after, decide=decide)
         finally:
             self.progress.show(force=True)
 
@@ -231,16 +236,28 @@ class Deploy:
         record: Callable[..., None],
         *,
         after: str,
-        known: Callable[[Task], bool | None] | None,
+        decide: Callable[[Task], bool | None] | None,
     ) -> None:
         failures: list[Failure] = []
         stop: Failure | None = None
         shared: dict[str, int] = {}
-        finished: dict[int, Outcome[tuple[int, Task], bool]] = {}
+        finished: dict[int, Outcome[Item, bool]] = {}
         following = 0
-        quick = None if known is None else lambda item: known(item[1])
+
+        def decided(task: Task) -> bool | None:
+            if decide is None:
+                return None
+            try:
+                return decide(task)
+            except Exception:  # noqa: BLE001 - decided again by work in the pool, which reports what is wrong
+                return None
+
+        def run(item: Item) -> bool:
+            return self.upload_task(item[1]) if item[2] else work(item[1])
+
         # Numbered as the pool takes them: a list of numbered tasks would hold every file twice more.
-        for outcome in self.pool.run(enumerate(taken(tasks)), lambda item: work(item[1]), quick):
+        items = ((index, task, decided(task)) for index, task in enumerate(taken(tasks)))
+        for outcome in self.pool.run(items, run, known=lambda item: False if item[2] is False else None):
             finished[outcome.task[0]] = outcome
             if outcome.error is not None:
                 failure = self._failure(outcome.task[1], outcome.error)
@@ -269,7 +286,7 @@ class Deploy:
         self.failures.append(failure)
         return failure
 
-    def _settle(self, outcome: Outcome[tuple[int, Task], bool], record: Callable[..., None]) -> None:
+    def _settle(self, outcome: Outcome[Item, bool], record: Callable[..., None]) -> None:
         if outcome.error is not None:
             return
         copied = bool(outcome.result)
@@ -281,13 +298,26 @@ class Deploy:
         self.progress.add(uploaded=int(copied), skipped=int(not copied))
         record(outcome.task[1], copied=copied)
 
-    def unchanged_now(self, task: Task) -> bool | None:
-        """False (nothing to copy) for a file a strategy with ``unchanged_now`` proves unchanged from what
-        it already holds (a local checksum prefetched during the listing); None: decide it in a worker."""
-        unchanged_now = getattr(self.strategy, "unchanged_now", None)
-        if self.cleared or not callable(unchanged_now) or not unchanged_now(*task):
+    def decide_here(self, task: Task) -> bool | None:
+        """Decide a file on the calling thread where that needs no request: True to upload it, False to skip it.
+
+        None leaves it to :meth:`process_task` in a worker: a strategy whose decisions may make
+        requests (``decides_locally`` False) decides there, the requests of many files in flight at once.
+        """
+        if self.cleared:
+            return True  # the location is empty (or, in a dry run, pretends to be): every file goes up
+        strategy = self.strategy
+        unchanged_now = getattr(strategy, "unchanged_now", None)
+        if callable(unchanged_now) and unchanged_now(*task):
+            return False
+        if not strategy.decides_locally:
             return None
-        return False
+        started = time.monotonic()
+        try:
+            strategy.pre_should_copy_hook()
+            return strategy.should_copy_file(*task)
+        finally:
+            self._add_worker_time("decide", started)
 
     def process_task(self, task: Task) -> bool:
         """Runs in a worker: decide, then upload with this thread's own storage client."""
@@ -303,6 +333,12 @@ class Deploy:
         # After --clear the location is empty (or, in a dry run, pretends to be): every file goes up.
         if not self.dry_run:
             self.upload(path, prefixed_path, source_storage)
+        return True
+
+    def upload_task(self, task: Task) -> bool:
+        """Runs in a worker: upload a file already decided (in a dry run, only count it)."""
+        if not self.dry_run:
+            self.upload(*task)
         return True
 
     def upload(self, path: str, prefixed_path: str, source_storage: Storage) -> None:

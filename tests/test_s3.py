@@ -5,12 +5,15 @@ from __future__ import annotations
 import gzip
 import os
 import re
+import threading
+from typing import Any, ClassVar
 
 import pytest
 from django.core.cache import caches
 from django.core.management.base import CommandError
 from storages.backends.s3 import S3Storage
 
+from collectfast.strategies.boto3 import Boto3Strategy
 from tests.fixtures import Bucket, StaticTree, collectstatic, lists_for, s3_storage
 
 MIB = 1024 * 1024
@@ -423,3 +426,62 @@ def test_verbosity_0_prints_nothing(s3_settings, bucket: Bucket, static_tree: St
     run = collectstatic(verbosity=0)
     assert run.stdout == run.stderr == ""
     assert len(bucket.list_keys()) == 5
+
+
+# Where files are decided.
+
+
+class ThreadRecordingStrategy(Boto3Strategy):
+    """Records the thread of every local hashing, decision and upload."""
+
+    calls: ClassVar[list[tuple[str, str, bool]]] = []
+
+    def prefetch(self, path: str, prefixed_path: str, local_storage: Any) -> None:
+        type(self).calls.append(("prefetch", prefixed_path, threading.current_thread() is threading.main_thread()))
+        super().prefetch(path, prefixed_path, local_storage)
+
+    def should_copy_file(self, path: str, prefixed_path: str, local_storage: Any) -> bool:
+        type(self).calls.append(("decide", prefixed_path, threading.current_thread() is threading.main_thread()))
+        return super().should_copy_file(path, prefixed_path, local_storage)
+
+    def copy_file(self, path: str, prefixed_path: str, local_storage: Any, remote_storage: Any) -> None:
+        type(self).calls.append(("upload", prefixed_path, threading.current_thread() is threading.main_thread()))
+        super().copy_file(path, prefixed_path, local_storage, remote_storage)
+
+
+class RequestingStrategy(ThreadRecordingStrategy):
+    """A strategy whose decisions may make requests: they stay on the workers."""
+
+    decides_locally = False
+
+
+@pytest.mark.parametrize("strategy", [ThreadRecordingStrategy, RequestingStrategy])
+def test_local_decisions_run_on_the_main_thread_and_uploads_on_the_workers(
+    s3_settings, bucket: Bucket, static_tree: StaticTree, strategy: type[ThreadRecordingStrategy]
+):
+    for i in range(30):
+        static_tree.write(f"f/{i:02d}.css", f".c{i} {{}}")
+    collectstatic()
+    for i in range(0, 30, 3):
+        static_tree.write(f"f/{i:02d}.css", f".changed{i} {{}}")
+    caches["default"].clear()
+    bucket.server.reset()
+    s3_settings.COLLECTFAST_STRATEGY = f"tests.test_s3.{strategy.__name__}"
+    strategy.calls.clear()
+
+    run = collectstatic()
+
+    calls = {
+        kind: {name: on_main for k, name, on_main in strategy.calls if k == kind}
+        for kind in ("prefetch", "decide", "upload")
+    }
+    changed = {f"f/{i:02d}.css" for i in range(0, 30, 3)}
+    # Files hashed while the listing was under way and proven unchanged are not asked about again.
+    assert set(calls["upload"]) == changed <= set(calls["decide"])
+    assert set(calls["decide"]) | set(calls["prefetch"]) == set(static_tree.files())
+    assert set(calls["prefetch"].values()) <= {True}
+    assert set(calls["decide"].values()) == {strategy.decides_locally}
+    assert set(calls["upload"].values()) == {False}
+    assert bucket.counts() == {"LIST": 1, "PUT": 10}
+    assert "10 static files copied, 20 unmodified." in run.stdout
+    assert bucket.objects() == static_tree.files()

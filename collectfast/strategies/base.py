@@ -44,7 +44,8 @@ class Strategy(abc.ABC, Generic[_RemoteStorage]):
 
     The command calls, in order: :meth:`start` once with every destination path,
     then for each file :meth:`pre_should_copy_hook` and :meth:`should_copy_file`
-    (in worker threads when ``COLLECTFAST_THREADS`` > 1), :meth:`copy_file` for
+    (in worker threads when ``COLLECTFAST_THREADS`` > 1, on the main thread when
+    ``decides_locally``), :meth:`copy_file` for
     the files to copy (in worker threads), :meth:`post_copy_hook` or
     :meth:`on_skip_hook` (main thread), and :meth:`finish` once at the end, also
     when the run fails.
@@ -56,6 +57,9 @@ class Strategy(abc.ABC, Generic[_RemoteStorage]):
     uses_cache: ClassVar[bool] = False
     #: Whether it still works well when that cache forgets everything between runs.
     cache_optional: ClassVar[bool] = True
+    #: Whether :meth:`should_copy_file` makes no request once :meth:`start` is done (it reads local files and
+    #: what start() learned): the main thread then decides every file, and workers only upload.
+    decides_locally: ClassVar[bool] = False
     #: Where :meth:`warn` sends its messages; collectstatic sets it to write on its stderr.
     warning_handler: Callable[[str], None] | None = None
 
@@ -165,6 +169,8 @@ class CachingHashStrategy(HashStrategy[_RemoteStorage], abc.ABC):
 
     uses_cache = True
     cache_optional = False
+    # Each decision reads the cache, which may be a server: many are in flight at once on the workers.
+    decides_locally = False
     #: False for ``collectstatic --no-cache``: look remote checksums up afresh, and cache them again.
     read_cache = True
 

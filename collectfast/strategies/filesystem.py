@@ -16,6 +16,9 @@ __all__ = ["CachingFileSystemStrategy", "FileSystemStrategy", "replace_file"]
 class FileSystemStrategy(HashStrategy[FileSystemStorage]):
     """Compare each file's md5 with the copy already in ``STATIC_ROOT``."""
 
+    # Both copies are on local disks.
+    decides_locally = True
+
     @classmethod
     def fits_class(cls, storage_class: type[Storage]) -> bool:
         return issubclass(storage_class, FileSystemStorage)

@@ -28,6 +28,8 @@ class ListingStrategy(CachingHashStrategy[_Storage], abc.ABC):
 
     # A cache miss costs one listing request per page, not one request per file.
     cache_optional = True
+    # After start() the listing is in memory: deciding reads only local files.
+    decides_locally = True
     #: The backend every request goes through (collectfast.backends).
     backend_class: ClassVar[type[Backend[Any]] | None] = None
     backend: Backend[Any]

@@ -78,6 +78,8 @@ class ManifestStrategy(Strategy[_RemoteStorage], abc.ABC):
 
     #: Conditional writes tried (re-reading and merging in between) before giving up.
     max_write_attempts: ClassVar[int] = 5
+    # After start() the manifest (and in verified mode, what the listing contradicts) is in memory.
+    decides_locally = True
     #: The backend every request goes through (collectfast.backends).
     backend_class: ClassVar[type[Backend[Any]] | None] = None
     backend: Backend[Any]

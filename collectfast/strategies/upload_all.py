@@ -27,6 +27,7 @@ class UploadAllStrategy(Strategy[Storage]):
 
     #: On S3 (COLLECTFAST_OBJECT_PARAMETERS is applied by the S3 uploads only).
     applies_object_parameters = True
+    decides_locally = True
 
     def should_copy_file(self, path: str, prefixed_path: str, local_storage: Storage) -> bool:
         return True
