@@ -119,15 +119,13 @@ class StagedPostProcess:
 
     def upload(self, staged: StagedStorage, names: list[str], after: str) -> None:
         tasks: list[Task] = [(name, name, staged.staged_files) for name in names]
-        self.deploy.run_batch(tasks, self.decide_and_upload, self.record, after=after)
+        self.deploy.run_batch(tasks, self.decide_and_upload, self.record, after=after, decide=self.decide)
 
-    def decide_and_upload(self, task: Task) -> bool:
-        """Runs in a worker, like ``Deploy.process_task``."""
+    def decide(self, task: Task) -> bool | None:
+        """On the main thread, as ``Deploy.decide_here``: True to upload, False to skip, None to ask a worker."""
         path, name, staged_files = task
         if name in self.overwritten:
             # Uploaded as an original in this run: what the strategy learned about it is stale.
-            if not self.deploy.dry_run:
-                self.deploy.upload(path, name, staged_files)
             return True
         strategy = self.deploy.strategy
         if (
@@ -138,7 +136,14 @@ class StagedPostProcess:
             and strategy.remote_size(name) == staged_files.size(path)
         ):
             return False
-        return self.deploy.process_task(task)
+        return self.deploy.decide_here(task)
+
+    def decide_and_upload(self, task: Task) -> bool:
+        """Runs in a worker, like ``Deploy.process_task``, for a file :meth:`decide` left undecided."""
+        decision = self.decide(task)
+        if decision is None:
+            return self.deploy.process_task(task)
+        return self.deploy.upload_task(task) if decision else False
 
     def record(self, task: Task, *, copied: bool) -> None:
         path, name, staged_files = task

@@ -268,6 +268,28 @@ def test_changing_one_css_file_uploads_it_the_names_that_change_and_the_manifest
     assert_same_buckets(stock, bucket)
 
 
+def test_post_processed_files_are_decided_on_the_main_thread_too(settings, bucket: Bucket, static_tree: StaticTree):
+    from tests.test_s3 import ThreadRecordingStrategy
+
+    write_site(static_tree)
+    deploy(settings, bucket)
+    edit(static_tree, "css/base/reset.css", "html { margin: 1px }\n")
+    caches["default"].clear()
+    settings.COLLECTFAST_STRATEGY = "tests.test_s3.ThreadRecordingStrategy"
+    ThreadRecordingStrategy.calls.clear()
+
+    deploy(settings, bucket)
+
+    calls = ThreadRecordingStrategy.calls
+    uploaded = {name for kind, name, _ in calls if kind == "upload"}
+    new = manifest_paths(bucket)
+    renamed = {new[name] for name in ("css/base/reset.css", "css/app.css", "css/theme.css")}
+    assert uploaded == {"css/base/reset.css", "staticfiles.json"} | renamed
+    assert {name for kind, name, _ in calls if kind == "decide"} >= uploaded
+    assert {on_main for kind, _, on_main in calls if kind == "decide"} == {True}
+    assert {on_main for kind, _, on_main in calls if kind == "upload"} == {False}
+
+
 @pytest.mark.parametrize(
     ("location", "reference", "counts", "stderr", "message"),
     [
