@@ -101,7 +101,7 @@ class Deploy:
         self.invalidation: Invalidation | None = None
         self.bytes_uploaded = 0
         self.failures: list[Failure] = []
-        #: Wall seconds per phase of the run, and seconds summed over the workers' deciding and uploading.
+        #: Wall seconds per phase of the run; seconds summed over the threads deciding, and the workers uploading.
         self.timings: dict[str, float] = {}
         self.worker_seconds: dict[str, float] = {"decide": 0.0, "upload": 0.0}
         self._started = time.monotonic()
