@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from botocore import parsers
+from botocore import handlers, parsers
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.utils import parse_timestamp
@@ -224,3 +224,46 @@ def test_the_listing_parser_gives_botocore_s_answer(bucket: Bucket, monkeypatch:
     assert "Owner" in ours.list_objects_v2(Bucket=bucket.name, FetchOwner=True)["Contents"][0]
     with pytest.raises(ClientError):
         ours.list_objects_v2(Bucket=bucket.name + "-missing")
+
+
+def test_a_listing_page_is_parsed_once_and_s3_errors_in_a_200_are_still_found(
+    bucket: Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = make(bucket)
+    users = storage.connection.meta.client
+    for i in range(3):
+        users.put_object(Bucket=bucket.name, Key=f"k{i}", Body=b"x")
+    copied = copy.copy(storage)
+    s3.connect(copied, model_of=users)
+    ours = copied.connection.meta.client
+    checked: list[bytes] = []
+    stock_check = handlers._looks_like_special_case_error
+
+    def counting_check(status_code: int, body: bytes) -> bool:
+        checked.append(body)
+        return stock_check(status_code, body)
+
+    monkeypatch.setattr(handlers, "_looks_like_special_case_error", counting_check)
+
+    assert [o["Key"] for o in ours.list_objects_v2(Bucket=bucket.name)["Contents"]] == ["k0", "k1", "k2"]
+    assert checked == []  # botocore's client parses the same page twice:
+    users.list_objects_v2(Bucket=bucket.name)
+    assert len(checked) == 1 and checked[0].rstrip().endswith(b"</ListBucketResult>")
+    ours.head_object(Bucket=bucket.name, Key="k0")  # other answers still take botocore's check
+    assert len(checked) == 2
+
+    page = checked[0]
+    operation = ours.meta.service_model.operation_model("ListObjectsV2")
+    for body, status in (
+        (page, 200),
+        (page[: len(page) // 2], 500),  # cut short: retried as botocore retries it
+        (b'<?xml version="1.0"?>\n<Error><Code>InternalError</Code><Message>x</Message></Error>', 500),
+    ):
+        answer = {"status_code": 200, "body": body, "headers": {}}
+        ours.meta.events.emit(
+            "before-parse.s3.ListObjectsV2",
+            operation_model=operation,
+            response_dict=answer,
+            customized_response_dict={},
+        )
+        assert answer["status_code"] == status, body

@@ -18,9 +18,11 @@ import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from functools import partial
 from typing import IO, Any, cast
 
 from boto3.exceptions import S3UploadFailedError
+from botocore import handlers as botocore_handlers
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -416,7 +418,7 @@ def connect(storage: S3Storage, *, model_of: Any = None) -> None:
     parsers = ParserFactory()
     parsers.set_parser_defaults(timestamp_parser=parse_time)
     session._session.register_component("response_parser_factory", parsers)
-    storage._connections.connection = session.resource(
+    resource = storage._connections.connection = session.resource(
         "s3",
         region_name=storage.region_name,
         use_ssl=storage.use_ssl,
@@ -424,6 +426,25 @@ def connect(storage: S3Storage, *, model_of: Any = None) -> None:
         config=deploy_config(storage.client_config),
         verify=storage.verify,
     )
+    events = resource.meta.client.meta.events
+    stock = getattr(botocore_handlers, "_handle_200_error", None)
+    if stock is not None:  # else botocore's own check, whatever it is now, stays
+        events.unregister("before-parse.s3.*", stock)
+        events.register_first("before-parse.s3.*", partial(handle_200_error, stock))
+
+
+def handle_200_error(stock: Callable[..., None], operation_model: Any, response_dict: Any, **kwargs: Any) -> None:
+    """botocore's check for an S3 error inside a 200 answer, without parsing a whole listing page twice.
+
+    botocore parses the body to see whether its root is ``<Error>`` or it is cut short, then parses it again
+    for the answer: about 6 ms of CPU per page of 1,000 keys. A ListObjectsV2 page that ends with the closing
+    tag of its root is neither; any other answer takes botocore's check.
+    """
+    if operation_model.name == "ListObjectsV2" and response_dict and response_dict.get("status_code") == 200:
+        body = response_dict.get("body")
+        if isinstance(body, bytes) and body[-64:].rstrip().endswith(b"</ListBucketResult>"):
+            return
+    stock(operation_model=operation_model, response_dict=response_dict, **kwargs)
 
 
 def parse_time(value: str) -> datetime:
